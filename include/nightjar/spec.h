@@ -1,0 +1,127 @@
+/* spec.h - the pipeline file: loading, validating and the in-memory model.
+ *
+ * nj_pipeline_load() parses a YAML pipeline with libyaml, checks everything
+ * that can be checked without building the graph, and reports every problem
+ * at once as one diagnostic line each, always in the form
+ *     <file>:<line>:<col>: <message>
+ * e.g. "pipelines/x.yaml:12:5: unknown key 'stpes' (did you mean 'stages'?)".
+ * Cycles are reported by nj_dag_build() (dag.h) in the same form.
+ *
+ *     nj_strs diags = {0};
+ *     nj_pipeline *p;
+ *     if (nj_pipeline_load("pipelines/demo.yaml", &p, &diags, &err) < 0) {
+ *         for (size_t i = 0; i < diags.len; i++) puts(diags.items[i]);
+ *         ...
+ *     }
+ *
+ * Ownership: an nj_pipeline owns every string and array reachable from it;
+ * nj_pipeline_free() releases it all. Paths kept in the model are as written
+ * in the file but lexically normalised (nj_path_normalize), and are relative
+ * to the pipeline's directory unless absolute. Stages keep file order.
+ */
+#ifndef NJ_SPEC_H
+#define NJ_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nightjar/err.h"
+#include "nightjar/util.h"
+
+typedef struct nj_mark {
+    int line, col; /* 1-based position in the pipeline file; 0 when unknown */
+} nj_mark;
+
+/* A named scalar: a pipeline param or an env entry. */
+typedef struct nj_param {
+    char *name;
+    char *value;   /* the scalar's text as written ("0.1", "true", "ORD"); for a
+                      list param, the items joined by single spaces */
+    nj_strs items; /* a list param's items; empty for a scalar */
+    int is_list;
+    nj_mark mark;  /* of the value */
+} nj_param;
+
+/* A name with the position it was written at: a `needs` entry, a param a
+ * stage uses, a `code` path, a stage referenced from a template. */
+typedef struct nj_ref {
+    char *name;
+    nj_mark mark;
+} nj_ref;
+
+typedef struct nj_dep {
+    char *path; /* normalised; may contain templates such as {{ds}} */
+    nj_mark mark;
+} nj_dep;
+
+typedef struct nj_out {
+    char *name; /* key under `outs:` */
+    char *path; /* normalised, relative, inside the pipeline directory */
+    nj_mark mark;
+} nj_out;
+
+typedef struct nj_stage {
+    char *name; /* [A-Za-z0-9_.-]+ */
+    nj_mark mark; /* of the stage's key */
+    char *cmd;    /* template text, rendered by nj_template_render() */
+    nj_mark cmd_mark;
+    nj_dep *deps;
+    size_t ndeps;
+    nj_out *outs;
+    size_t nouts;
+    nj_ref *needs; /* explicit ordering on other stages */
+    size_t nneeds;
+    nj_ref *params; /* names of pipeline params the stage uses */
+    size_t nparams;
+    nj_ref *code; /* files that implement the stage (hashed into its key) */
+    size_t ncode;
+    nj_ref *uses; /* stages named by {{stages.S.outs.x}} in cmd, one entry each */
+    size_t nuses;
+    nj_param *env; /* extra environment, in file order */
+    size_t nenv;
+    char *workdir; /* normalised, relative to the pipeline dir; NULL: the pipeline dir */
+    int retries;   /* extra attempts after the first */
+    int64_t retry_delay_ms, retry_delay_max_ms;
+    int64_t timeout_ms; /* 0: no timeout */
+} nj_stage;
+
+typedef struct nj_pipeline {
+    char *file;      /* the path as given, used in every diagnostic */
+    char *dir;       /* absolute directory containing the file */
+    char *name;      /* `pipeline:` */
+    char *workspace; /* absolute; `workspace:` or <dir>/.nightjar */
+    nj_param *params;
+    size_t nparams;
+    nj_stage *stages;
+    size_t nstages;
+} nj_pipeline;
+
+/* Defaults applied when neither the stage nor `defaults:` says otherwise. */
+#define NJ_DEFAULT_RETRIES 0
+#define NJ_DEFAULT_RETRY_DELAY_MS 5000
+#define NJ_DEFAULT_RETRY_DELAY_MAX_MS 300000
+#define NJ_DEFAULT_TIMEOUT_MS 0
+
+/* Loads and validates `path`. Returns 0 and a new pipeline in *out (caller
+ * frees with nj_pipeline_free); NJ_EPIPELINE with one line per problem added
+ * to *diags and err->msg "N problems in '<file>'"; or -errno when the file
+ * cannot be read (err->msg names it). On failure *out is NULL. */
+int nj_pipeline_load(const char *path, nj_pipeline **out, nj_strs *diags, nj_err *err);
+void nj_pipeline_free(nj_pipeline *p); /* NULL is fine */
+
+/* Borrowed pointers, valid until nj_pipeline_free(); NULL when absent. */
+nj_stage *nj_pipeline_stage(const nj_pipeline *p, const char *name);
+nj_out *nj_stage_out(const nj_stage *s, const char *name);
+nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name);
+/* Index of stage `s` in p->stages. */
+size_t nj_pipeline_stage_index(const nj_pipeline *p, const nj_stage *s);
+
+/* Appends "<file>:<line>:<col>: <message>" to diags. */
+void nj_diag_add(nj_strs *diags, const char *file, nj_mark mark, const char *fmt, ...)
+    NJ_PRINTF(4, 5);
+
+/* The closest of `candidates` to `word` by edit distance, if close enough to
+ * suggest (distance <= max(1, strlen(word)/3)); NULL otherwise. Borrowed. */
+const char *nj_suggest(const char *word, const char *const *candidates, size_t n);
+
+#endif

@@ -1,0 +1,49 @@
+/* template.h - the {{ ... }} mini-language of commands and paths.
+ *
+ * A template is text with expressions between "{{" and "}}" (spaces inside
+ * the braces are ignored). Expressions:
+ *     params.NAME            a pipeline param (the stage must list NAME in `params:`)
+ *     outs.NAME              this stage's output path
+ *     stages.STAGE.outs.NAME another stage's output path (implies an edge)
+ *     ds                     the logical date, YYYY-MM-DD
+ * "{{{{" is not special; a literal "{{" is written "{{ '{{' }}". Anything
+ * else is an error at load time.
+ *
+ * In a command every substituted value is shell-quoted unless it consists only
+ * of characters that need no quoting ([A-Za-z0-9_./:=@%+,-]), so a parameter
+ * can never inject shell syntax: a value "x; rm -rf ~" renders as
+ * 'x; rm -rf ~'. A list param renders as separately quoted words.
+ */
+#ifndef NJ_TEMPLATE_H
+#define NJ_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "nightjar/err.h"
+#include "nightjar/spec.h"
+
+/* Called for each expression in order: `expr` is the trimmed expression (not
+ * NUL-terminated, `len` bytes), `offset` the byte offset of its "{{" in the
+ * template. A non-zero return stops the scan and is returned. */
+typedef int (*nj_template_visit_fn)(void *ctx, const char *expr, size_t len, size_t offset);
+
+/* Walks the expressions of `tmpl`. Returns 0, the visitor's non-zero value,
+ * or NJ_EFORMAT for an unclosed "{{" (err->msg says at which offset). */
+int nj_template_scan(const char *tmpl, nj_template_visit_fn visit, void *ctx, nj_err *err);
+
+typedef struct nj_render_ctx {
+    const nj_pipeline *pipeline;
+    const nj_stage *stage;
+    const char *ds;          /* NULL: {{ds}} is an error */
+    int shell_quote;         /* 1 for commands, 0 for paths */
+    int absolute_paths;      /* 1: output paths rendered absolute (stage has a workdir) */
+} nj_render_ctx;
+
+/* Renders `tmpl` into a new string (*out, caller frees). Returns 0 or
+ * NJ_EFORMAT / NJ_ENOTFOUND with err->msg naming the expression. */
+int nj_template_render(const char *tmpl, const nj_render_ctx *ctx, char **out, nj_err *err);
+
+/* Appends `value` to b, single-quoted for /bin/sh when it needs quoting. */
+void nj_shell_quote(nj_buf *b, const char *value);
+
+#endif
