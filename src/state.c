@@ -1,0 +1,609 @@
+/* state.c - the workspace state database (SQLite): schema, migrations,
+ * recording runs, stage outcomes and attempts, and the queries behind
+ * `status`, `history` and `logs`.
+ *
+ * Invariants:
+ *   - every function that changes rows does so in exactly one transaction;
+ *   - a row whose status is `running` belongs to a live runner only while
+ *     that runner holds the workspace lock; otherwise it is a leftover of a
+ *     crash, and nj_state_recover() is the only thing that rewrites it.
+ */
+#include "nightjar/state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nightjar/fs.h"
+#include "nightjar/util.h"
+
+struct nj_state {
+    sqlite3 *db;
+    char *path;
+    char host[256];
+};
+
+static const char *const status_names[] = {
+#define NJ_STATUS_TEXT(name, text) text,
+    NJ_STATUS_MAP(NJ_STATUS_TEXT)
+#undef NJ_STATUS_TEXT
+};
+
+const char *nj_status_name(nj_status s)
+{
+    return s < NJ_STATUS_COUNT ? status_names[s] : "unknown";
+}
+
+int nj_status_parse(const char *name)
+{
+    for (int i = 0; i < NJ_STATUS_COUNT; i++)
+        if (name && strcmp(status_names[i], name) == 0) return i;
+    return -1;
+}
+
+/* Each entry migrates the schema from version i to i+1. Never edit a shipped
+ * entry: append a new one. */
+static const char *const migrations[] = {
+    /* 0 -> 1: the core runner's tables */
+    "CREATE TABLE runs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  pipeline TEXT NOT NULL,"
+    "  pipeline_file TEXT NOT NULL,"
+    "  ds TEXT,"
+    "  started_ms INTEGER NOT NULL,"
+    "  ended_ms INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  exit_code INTEGER,"
+    "  version TEXT NOT NULL,"
+    "  args TEXT NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  host TEXT NOT NULL);"
+    "CREATE INDEX runs_by_pipeline ON runs(pipeline, id);"
+    "CREATE TABLE stage_runs ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  status TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  started_ms INTEGER,"
+    "  ended_ms INTEGER,"
+    "  reason TEXT,"
+    "  PRIMARY KEY (run_id, stage, ds));"
+    "CREATE INDEX stage_runs_by_stage ON stage_runs(stage, ds, run_id);"
+    "CREATE TABLE attempts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  attempt INTEGER NOT NULL,"
+    "  started_ms INTEGER NOT NULL,"
+    "  ended_ms INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  exit_code INTEGER,"
+    "  signal INTEGER,"
+    "  pid INTEGER,"
+    "  host TEXT NOT NULL,"
+    "  log_path TEXT,"
+    "  cmd TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX attempts_by_run ON attempts(run_id, stage, ds, attempt);"
+    "CREATE INDEX attempts_running ON attempts(status) WHERE status = 'running';",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static int db_error(nj_state *st, nj_err *err, const char *what)
+{
+    return nj_err_set(err, NJ_EDB, "%s in '%s': %s", what, st->path, sqlite3_errmsg(st->db));
+}
+
+static int exec_sql(nj_state *st, const char *sql, nj_err *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = nj_err_set(err, NJ_EDB, "database error in '%s': %s", st->path,
+                            msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int migrate(nj_state *st, nj_err *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot read schema version");
+    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+    sqlite3_finalize(q);
+    if (version > SCHEMA_VERSION)
+        return nj_err_set(err, NJ_EDB,
+                          "'%s' has schema version %d, newer than this nightjar understands (%d); "
+                          "upgrade nightjar",
+                          st->path, version, SCHEMA_VERSION);
+    while (version < SCHEMA_VERSION) {
+        /* BEGIN IMMEDIATE: two runners opening a fresh database at once must not
+         * both migrate. Re-read the version inside the transaction. */
+        int rc = exec_sql(st, "BEGIN IMMEDIATE", err);
+        if (rc < 0) return rc;
+        if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK) {
+            exec_sql(st, "ROLLBACK", NULL);
+            return db_error(st, err, "cannot read schema version");
+        }
+        version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+        sqlite3_finalize(q);
+        if (version >= SCHEMA_VERSION) {
+            exec_sql(st, "COMMIT", NULL);
+            break;
+        }
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+        if ((rc = exec_sql(st, migrations[version], err)) < 0 ||
+            (rc = exec_sql(st, pragma, err)) < 0 || (rc = exec_sql(st, "COMMIT", err)) < 0) {
+            exec_sql(st, "ROLLBACK", NULL);
+            return nj_err_prefix(err, "cannot migrate to schema version %d", version + 1);
+        }
+        version++;
+    }
+    return 0;
+}
+
+int nj_state_open(const char *path, nj_state **out, nj_err *err)
+{
+    *out = NULL;
+    nj_state *st = nj_xcalloc(1, sizeof(*st));
+    st->path = nj_xstrdup(path);
+    if (gethostname(st->host, sizeof(st->host) - 1) != 0) strcpy(st->host, "unknown");
+    int rc = nj_fs_mkdirs_parent(path, err);
+    if (rc < 0) goto fail;
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = db_error(st, err, "cannot open state database");
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    /* WAL: readers (status, history) never block the runner. synchronous=NORMAL
+     * in WAL mode keeps the database consistent across a process crash; only
+     * an OS crash may lose the last transactions, never corrupt. */
+    if ((rc = exec_sql(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                           "PRAGMA foreign_keys=ON;",
+                       err)) < 0)
+        goto fail;
+    if ((rc = migrate(st, err)) < 0) goto fail;
+    *out = st;
+    return 0;
+fail:
+    nj_state_close(st);
+    return rc;
+}
+
+void nj_state_close(nj_state *st)
+{
+    if (!st) return;
+    if (st->db) sqlite3_close_v2(st->db);
+    free(st->path);
+    free(st);
+}
+
+sqlite3 *nj_state_db(nj_state *st)
+{
+    return st->db;
+}
+
+/* Binds a possibly-NULL text. */
+static void bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+static char *column_text(sqlite3_stmt *q, int i)
+{
+    const unsigned char *s = sqlite3_column_text(q, i);
+    return s ? nj_xstrdup((const char *)s) : NULL;
+}
+
+/* Prepares `sql`, binds nothing; on error fills err. */
+static int prepare(nj_state *st, const char *sql, sqlite3_stmt **q, nj_err *err)
+{
+    if (sqlite3_prepare_v2(st->db, sql, -1, q, NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot prepare query");
+    return 0;
+}
+
+/* Steps a statement that returns no rows, then finalizes it. A single
+ * statement is its own transaction in SQLite (autocommit). */
+static int step_done(nj_state *st, sqlite3_stmt *q, nj_err *err, const char *what)
+{
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, what);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+int nj_state_run_begin(nj_state *st, const char *pipeline, const char *pipeline_file,
+                       const char *ds, const char *args, int64_t *run_id, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "INSERT INTO runs (pipeline, pipeline_file, ds, started_ms, status, version,"
+                     " args, pid, host) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                     &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, pipeline_file);
+    bind_text(q, 3, ds);
+    sqlite3_bind_int64(q, 4, nj_time_now_ms());
+    bind_text(q, 5, NJ_VERSION);
+    bind_text(q, 6, args);
+    sqlite3_bind_int64(q, 7, (sqlite3_int64)getpid());
+    bind_text(q, 8, st->host);
+    rc = step_done(st, q, err, "cannot record run");
+    if (rc == 0) *run_id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int nj_state_run_end(nj_state *st, int64_t run_id, nj_status status, int exit_code, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st, "UPDATE runs SET ended_ms = ?, status = ?, exit_code = ? WHERE id = ?",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, nj_time_now_ms());
+    bind_text(q, 2, nj_status_name(status));
+    sqlite3_bind_int(q, 3, exit_code);
+    sqlite3_bind_int64(q, 4, run_id);
+    return step_done(st, q, err, "cannot record end of run");
+}
+
+int nj_state_stage_end(nj_state *st, int64_t run_id, const char *stage, const char *ds,
+                       nj_status status, int attempts, int64_t started_ms, const char *reason,
+                       nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "INSERT OR REPLACE INTO stage_runs (run_id, stage, ds, status, attempts,"
+                     " started_ms, ended_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, run_id);
+    bind_text(q, 2, stage);
+    bind_text(q, 3, ds ? ds : "");
+    bind_text(q, 4, nj_status_name(status));
+    sqlite3_bind_int(q, 5, attempts);
+    if (started_ms)
+        sqlite3_bind_int64(q, 6, started_ms);
+    else
+        sqlite3_bind_null(q, 6);
+    sqlite3_bind_int64(q, 7, nj_time_now_ms());
+    bind_text(q, 8, reason);
+    return step_done(st, q, err, "cannot record stage outcome");
+}
+
+int nj_state_attempt_begin(nj_state *st, int64_t run_id, const char *stage, const char *ds,
+                           int attempt, const char *cmd, const char *log_path,
+                           int64_t *attempt_id, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "INSERT INTO attempts (run_id, stage, ds, attempt, started_ms, status, host,"
+                     " log_path, cmd) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, run_id);
+    bind_text(q, 2, stage);
+    bind_text(q, 3, ds ? ds : "");
+    sqlite3_bind_int(q, 4, attempt);
+    sqlite3_bind_int64(q, 5, nj_time_now_ms());
+    bind_text(q, 6, st->host);
+    bind_text(q, 7, log_path);
+    bind_text(q, 8, cmd);
+    rc = step_done(st, q, err, "cannot record attempt");
+    if (rc == 0) *attempt_id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int nj_state_attempt_set_pid(nj_state *st, int64_t attempt_id, int64_t pid, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st, "UPDATE attempts SET pid = ? WHERE id = ?", &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, pid);
+    sqlite3_bind_int64(q, 2, attempt_id);
+    return step_done(st, q, err, "cannot record attempt pid");
+}
+
+int nj_state_attempt_end(nj_state *st, int64_t attempt_id, nj_status status, int exit_code,
+                         int signal, const char *error, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "UPDATE attempts SET ended_ms = ?, status = ?, exit_code = ?, signal = ?,"
+                     " error = ? WHERE id = ?",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, nj_time_now_ms());
+    bind_text(q, 2, nj_status_name(status));
+    if (exit_code >= 0)
+        sqlite3_bind_int(q, 3, exit_code);
+    else
+        sqlite3_bind_null(q, 3);
+    if (signal > 0)
+        sqlite3_bind_int(q, 4, signal);
+    else
+        sqlite3_bind_null(q, 4);
+    bind_text(q, 5, error);
+    sqlite3_bind_int64(q, 6, attempt_id);
+    return step_done(st, q, err, "cannot record end of attempt");
+}
+
+/* 1 if /proc/<pid>/environ holds NIGHTJAR_ATTEMPT_ID=<attempt_id>: the process
+ * is still the stage we started, not an unrelated one that reused the pid. */
+static int process_is_attempt(int64_t pid, int64_t attempt_id)
+{
+    char path[64], want[64];
+    snprintf(path, sizeof(path), "/proc/%lld/environ", (long long)pid);
+    int n = snprintf(want, sizeof(want), "NIGHTJAR_ATTEMPT_ID=%lld", (long long)attempt_id);
+    char *env = NULL;
+    size_t len = 0;
+    if (nj_fs_read_file(path, &env, &len, NULL) < 0) return 0;
+    int found = 0;
+    for (size_t i = 0; i < len && !found; i += strlen(env + i) + 1)
+        found = strncmp(env + i, want, (size_t)n + 1) == 0;
+    free(env);
+    return found;
+}
+
+/* Kills every process still carrying the crashed attempt's marker: the
+ * leader's process group, and any member that left it. */
+static void kill_leftovers(int64_t pid, int64_t attempt_id)
+{
+    if (pid > 0 && process_is_attempt(pid, attempt_id)) kill(-(pid_t)pid, SIGKILL);
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long p = strtol(e->d_name, &end, 10);
+        if (*end || p <= 1 || p == getpid()) continue;
+        if (process_is_attempt(p, attempt_id)) kill((pid_t)p, SIGKILL);
+    }
+    closedir(d);
+}
+
+int nj_state_recover(nj_state *st, int *recovered, nj_err *err)
+{
+    *recovered = 0;
+    sqlite3_stmt *q;
+    int rc = prepare(st, "SELECT id, pid FROM attempts WHERE status = 'running'", &q, err);
+    if (rc < 0) return rc;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        kill_leftovers(sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 0));
+        (*recovered)++;
+    }
+    sqlite3_finalize(q);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "BEGIN IMMEDIATE;"
+             "UPDATE attempts SET status = 'crashed', ended_ms = %lld,"
+             " error = 'the runner died while this attempt ran' WHERE status = 'running';"
+             "UPDATE stage_runs SET status = 'crashed', ended_ms = %lld WHERE status = 'running';"
+             "UPDATE runs SET status = 'crashed', ended_ms = %lld WHERE status = 'running';"
+             "COMMIT;",
+             (long long)nj_time_now_ms(), (long long)nj_time_now_ms(),
+             (long long)nj_time_now_ms());
+    rc = exec_sql(st, sql, err);
+    if (rc < 0) exec_sql(st, "ROLLBACK", NULL);
+    return rc;
+}
+
+void nj_run_record_release(nj_run_record *r)
+{
+    free(r->pipeline);
+    free(r->pipeline_file);
+    free(r->ds);
+    free(r->version);
+    free(r->args);
+    free(r->host);
+    memset(r, 0, sizeof(*r));
+}
+
+#define RUN_COLUMNS                                                                                \
+    "id, pipeline, pipeline_file, ds, started_ms, ended_ms, status, exit_code, version, args,"    \
+    " pid, host"
+
+static void read_run(sqlite3_stmt *q, nj_run_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->id = sqlite3_column_int64(q, 0);
+    r->pipeline = column_text(q, 1);
+    r->pipeline_file = column_text(q, 2);
+    r->ds = column_text(q, 3);
+    r->started_ms = sqlite3_column_int64(q, 4);
+    r->ended_ms = sqlite3_column_int64(q, 5);
+    int s = nj_status_parse((const char *)sqlite3_column_text(q, 6));
+    r->status = s < 0 ? NJ_STATUS_CRASHED : (nj_status)s;
+    r->exit_code = sqlite3_column_type(q, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 7);
+    r->version = column_text(q, 8);
+    r->args = column_text(q, 9);
+    r->pid = sqlite3_column_int64(q, 10);
+    r->host = column_text(q, 11);
+}
+
+static int count_stage_outcomes(nj_state *st, nj_run_record *r, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st, "SELECT status, count(*) FROM stage_runs WHERE run_id = ? GROUP BY 1",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, r->id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int s = nj_status_parse((const char *)sqlite3_column_text(q, 0));
+        if (s >= 0) r->counts[s] = sqlite3_column_int(q, 1);
+    }
+    sqlite3_finalize(q);
+    return 0;
+}
+
+int nj_state_runs(nj_state *st, const char *pipeline, int limit, nj_run_record **out, size_t *n,
+                  nj_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT " RUN_COLUMNS " FROM runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
+                     &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    sqlite3_bind_int(q, 2, limit > 0 ? limit : -1);
+    size_t cap = 0;
+    nj_run_record r;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        read_run(q, &r);
+        NJ_PUSH(*out, *n, cap, r);
+    }
+    sqlite3_finalize(q);
+    for (size_t i = 0; i < *n && rc == 0; i++)
+        rc = count_stage_outcomes(st, &(*out)[i], err);
+    return rc;
+}
+
+int nj_state_run(nj_state *st, int64_t run_id, nj_run_record *out, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st, "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?", &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, run_id);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        read_run(q, out);
+        rc = 0;
+    } else {
+        rc = nj_err_set(err, NJ_ENOTFOUND, "no run with id %lld", (long long)run_id);
+    }
+    sqlite3_finalize(q);
+    if (rc == 0) rc = count_stage_outcomes(st, out, err);
+    return rc;
+}
+
+void nj_stage_record_release(nj_stage_record *s)
+{
+    free(s->stage);
+    free(s->ds);
+    free(s->reason);
+    memset(s, 0, sizeof(*s));
+}
+
+static int query_stages(nj_state *st, const char *sql, const char *text_arg, int64_t int_arg,
+                        nj_stage_record **out, size_t *n, nj_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *q;
+    int rc = prepare(st, sql, &q, err);
+    if (rc < 0) return rc;
+    if (text_arg)
+        bind_text(q, 1, text_arg);
+    else
+        sqlite3_bind_int64(q, 1, int_arg);
+    size_t cap = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        nj_stage_record s = {0};
+        s.stage = column_text(q, 0);
+        s.ds = column_text(q, 1);
+        s.run_id = sqlite3_column_int64(q, 2);
+        int status = nj_status_parse((const char *)sqlite3_column_text(q, 3));
+        s.status = status < 0 ? NJ_STATUS_CRASHED : (nj_status)status;
+        s.attempts = sqlite3_column_int(q, 4);
+        s.started_ms = sqlite3_column_int64(q, 5);
+        s.ended_ms = sqlite3_column_int64(q, 6);
+        s.reason = column_text(q, 7);
+        NJ_PUSH(*out, *n, cap, s);
+    }
+    sqlite3_finalize(q);
+    return 0;
+}
+
+int nj_state_latest_stages(nj_state *st, const char *pipeline, nj_stage_record **out, size_t *n,
+                           nj_err *err)
+{
+    return query_stages(st,
+                        "SELECT s.stage, s.ds, s.run_id, s.status, s.attempts, s.started_ms,"
+                        " s.ended_ms, s.reason FROM stage_runs s"
+                        " JOIN runs r ON r.id = s.run_id"
+                        " WHERE r.pipeline = ?1 AND s.run_id = (SELECT max(s2.run_id)"
+                        "  FROM stage_runs s2 JOIN runs r2 ON r2.id = s2.run_id"
+                        "  WHERE r2.pipeline = ?1 AND s2.stage = s.stage AND s2.ds = s.ds)"
+                        " ORDER BY s.stage, s.ds",
+                        pipeline, 0, out, n, err);
+}
+
+int nj_state_run_stages(nj_state *st, int64_t run_id, nj_stage_record **out, size_t *n,
+                        nj_err *err)
+{
+    return query_stages(st,
+                        "SELECT stage, ds, run_id, status, attempts, started_ms, ended_ms, reason"
+                        " FROM stage_runs WHERE run_id = ? ORDER BY started_ms, stage, ds",
+                        NULL, run_id, out, n, err);
+}
+
+void nj_attempt_record_release(nj_attempt_record *a)
+{
+    free(a->stage);
+    free(a->ds);
+    free(a->host);
+    free(a->log_path);
+    free(a->cmd);
+    free(a->error);
+    memset(a, 0, sizeof(*a));
+}
+
+int nj_state_attempts(nj_state *st, const char *pipeline, const char *stage, int64_t run_id,
+                      nj_attempt_record **out, size_t *n, nj_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *q;
+    int rc = prepare(
+        st,
+        "SELECT a.id, a.run_id, a.stage, a.ds, a.attempt, a.started_ms, a.ended_ms, a.status,"
+        " a.exit_code, a.signal, a.pid, a.host, a.log_path, a.cmd, a.error"
+        " FROM attempts a WHERE a.stage = ?2 AND a.run_id = CASE WHEN ?3 > 0 THEN ?3 ELSE"
+        "  (SELECT max(a2.run_id) FROM attempts a2 JOIN runs r ON r.id = a2.run_id"
+        "   WHERE r.pipeline = ?1 AND a2.stage = ?2) END"
+        " ORDER BY a.ds, a.attempt",
+        &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, stage);
+    sqlite3_bind_int64(q, 3, run_id);
+    size_t cap = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        nj_attempt_record a = {0};
+        a.id = sqlite3_column_int64(q, 0);
+        a.run_id = sqlite3_column_int64(q, 1);
+        a.stage = column_text(q, 2);
+        a.ds = column_text(q, 3);
+        a.attempt = sqlite3_column_int(q, 4);
+        a.started_ms = sqlite3_column_int64(q, 5);
+        a.ended_ms = sqlite3_column_int64(q, 6);
+        int s = nj_status_parse((const char *)sqlite3_column_text(q, 7));
+        a.status = s < 0 ? NJ_STATUS_CRASHED : (nj_status)s;
+        a.exit_code = sqlite3_column_type(q, 8) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 8);
+        a.signal = sqlite3_column_int(q, 9);
+        a.pid = sqlite3_column_int64(q, 10);
+        a.host = column_text(q, 11);
+        a.log_path = column_text(q, 12);
+        a.cmd = column_text(q, 13);
+        a.error = column_text(q, 14);
+        NJ_PUSH(*out, *n, cap, a);
+    }
+    sqlite3_finalize(q);
+    return 0;
+}
