@@ -1,0 +1,714 @@
+/* exec.c - the scheduler: a libuv loop that spawns stage attempts, enforces
+ * timeouts, retries with backoff, handles signals, and records everything.
+ *
+ * Each plan node moves through this state table:
+ *
+ *   WAITING --all upstream succeeded--> READY --slot free--> RUNNING
+ *   RUNNING --exit 0, outputs present--> DONE(succeeded)
+ *   RUNNING --failure, attempts left--> RETRY_WAIT --delay--> READY
+ *   RUNNING --failure, no attempts left--> DONE(failed); downstream DONE(upstream_failed)
+ *   RUNNING --runner interrupted--> DONE(interrupted)
+ *   WAITING/READY at the end of the loop: never started (counted as not_run)
+ *
+ * Handles: one uv_timer per node (timeout, then kill grace, or retry delay),
+ * one uv_process per attempt (freed in its close callback), signal watchers
+ * and a progress tick that are unref'd so they never keep the loop alive:
+ * the loop ends exactly when no process runs and no retry is pending.
+ */
+#include "nightjar/exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "nightjar/fs.h"
+#include "nightjar/template.h"
+#include "nightjar/util.h"
+
+extern char **environ;
+
+typedef enum { PHASE_WAITING, PHASE_READY, PHASE_RUNNING, PHASE_RETRY_WAIT, PHASE_DONE } phase;
+typedef enum { TIMER_NONE, TIMER_TIMEOUT, TIMER_GRACE, TIMER_RETRY } timer_purpose;
+typedef enum { KILL_NONE, KILL_TIMEOUT, KILL_INTERRUPT, KILL_STOP } kill_reason;
+
+typedef struct runner runner;
+
+typedef struct node_run {
+    runner *r;
+    size_t index;
+    phase phase;
+    nj_status outcome;
+    size_t waiting_on; /* upstream nodes not yet succeeded */
+    int attempt;       /* attempts started so far */
+    int64_t attempt_id;
+    int64_t started_ms;         /* wall clock, first attempt */
+    int64_t attempt_start_mono;
+    /* Rendered once per node, before the first attempt. */
+    char *cmd, *cwd;
+    char **outs; /* absolute output paths */
+    size_t nouts;
+    char **stage_env; /* "NAME=value", rendered */
+    size_t nstage_env;
+    char *log_path;
+    uv_process_t *proc; /* non-NULL while a process runs */
+    pid_t pgid;
+    uv_timer_t timer;
+    timer_purpose timer_purpose;
+    kill_reason killing;
+} node_run;
+
+struct runner {
+    uv_loop_t loop;
+    const nj_plan *plan;
+    const nj_pipeline *pipeline;
+    nj_state *st;
+    const nj_exec_opts *opts;
+    node_run *nodes;
+    size_t *ready; /* FIFO of node indexes */
+    size_t ready_head, ready_len, ready_cap;
+    size_t running, done, failed;
+    int interrupted; /* a signal arrived */
+    int stopping;    /* no new starts: interrupt, fail-fast or database failure */
+    int signal_count;
+    uv_signal_t signals[3];
+    uv_timer_t tick, grace;
+    int64_t start_mono;
+    char *run_logs_dir;
+    int db_failed;
+    nj_err db_err;
+};
+
+static void schedule(runner *r);
+static void start_attempt(node_run *n);
+static void finish_node(node_run *n, nj_status status, const char *reason);
+
+/* ---- reporting ---------------------------------------------------------- */
+
+static void report(runner *r, nj_event *ev)
+{
+    if (!r->opts->report) return;
+    nj_progress pr = {0};
+    pr.total = r->plan->n;
+    pr.done = r->done;
+    pr.running = r->running;
+    pr.failed = r->failed;
+    pr.elapsed_ms = nj_time_mono_ms() - r->start_mono;
+    for (size_t i = 0; i < r->plan->n && pr.nrunning_names < 8; i++)
+        if (r->nodes[i].proc) pr.running_names[pr.nrunning_names++] = r->plan->nodes[i].stage->name;
+    r->opts->report(r->opts->report_ctx, ev, &pr);
+}
+
+static nj_event node_event(node_run *n, nj_event_kind kind)
+{
+    nj_event ev = {0};
+    ev.kind = kind;
+    ev.node = n->index;
+    ev.stage = n->r->plan->nodes[n->index].stage->name;
+    ev.ds = n->r->plan->ds;
+    ev.attempt = n->attempt;
+    ev.exit_code = -1;
+    ev.cmd = n->cmd;
+    ev.log_path = n->log_path;
+    return ev;
+}
+
+/* A database write failed: remember the first error and stop starting work.
+ * The run ends with a system error; what was committed stays consistent. */
+static void db_failed(runner *r, const nj_err *err);
+
+/* ---- killing ------------------------------------------------------------ */
+
+static void signal_group(node_run *n, int sig)
+{
+    if (n->pgid > 0) kill(-n->pgid, sig);
+}
+
+static void stop_everything(runner *r, kill_reason why, int sig);
+
+static void grace_expired(uv_timer_t *t)
+{
+    runner *r = t->data;
+    for (size_t i = 0; i < r->plan->n; i++)
+        if (r->nodes[i].proc) signal_group(&r->nodes[i], SIGKILL);
+}
+
+static void db_failed(runner *r, const nj_err *err)
+{
+    if (!r->db_failed) {
+        r->db_failed = 1;
+        r->db_err = *err;
+    }
+    stop_everything(r, KILL_STOP, SIGTERM);
+}
+
+/* Stops starting work, signals every running process group, and arms the
+ * grace timer that SIGKILLs what is left. Nodes waiting to retry end now. */
+static void stop_everything(runner *r, kill_reason why, int sig)
+{
+    if (r->stopping && why != KILL_INTERRUPT) return;
+    r->stopping = 1;
+    for (size_t i = 0; i < r->plan->n; i++) {
+        node_run *n = &r->nodes[i];
+        if (n->proc) {
+            if (n->killing == KILL_NONE || why == KILL_INTERRUPT) n->killing = why;
+            signal_group(n, sig);
+        } else if (n->phase == PHASE_RETRY_WAIT) {
+            uv_timer_stop(&n->timer);
+            finish_node(n, NJ_STATUS_INTERRUPTED,
+                        why == KILL_INTERRUPT ? "interrupted while waiting to retry"
+                                              : "stopped while waiting to retry");
+        }
+    }
+    if (r->running > 0) uv_timer_start(&r->grace, grace_expired, (uint64_t)r->opts->kill_grace_ms, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    runner *r = h->data;
+    r->signal_count++;
+    nj_event ev = {0};
+    ev.kind = NJ_EVENT_INTERRUPT;
+    ev.signal = signum;
+    ev.exit_code = -1;
+    report(r, &ev);
+    if (r->signal_count > 1) {
+        /* Second signal: the user means it. */
+        grace_expired(&r->grace);
+        return;
+    }
+    r->interrupted = 1;
+    stop_everything(r, KILL_INTERRUPT, signum);
+}
+
+/* ---- node preparation --------------------------------------------------- */
+
+static int render(node_run *n, const char *tmpl, int shell_quote, char **out, nj_err *err)
+{
+    const nj_stage *s = n->r->plan->nodes[n->index].stage;
+    nj_render_ctx ctx = {
+        .pipeline = n->r->pipeline,
+        .stage = s,
+        .ds = n->r->plan->ds,
+        .shell_quote = shell_quote,
+        .absolute_paths = s->workdir != NULL,
+    };
+    return nj_template_render(tmpl, &ctx, out, err);
+}
+
+typedef struct inputs_ctx {
+    const nj_pipeline *pipeline;
+    nj_strs *paths;
+} inputs_ctx;
+
+static int add_stage_out_input(void *ctx, const char *expr, size_t len, size_t offset)
+{
+    (void)offset;
+    inputs_ctx *ic = ctx;
+    nj_expr e;
+    if (nj_template_parse_expr(expr, len, &e, NULL) < 0 || e.kind != NJ_EXPR_STAGE_OUT) return 0;
+    char *stage = nj_xstrndup(e.stage, e.stage_len), *out = nj_xstrndup(e.name, e.name_len);
+    const nj_stage *up = nj_pipeline_stage(ic->pipeline, stage);
+    const nj_out *o = up ? nj_stage_out(up, out) : NULL;
+    if (o && !nj_strs_contains(ic->paths, o->path)) nj_strs_push(ic->paths, o->path);
+    free(stage);
+    free(out);
+    return 0;
+}
+
+/* The path templates a stage reads: its deps, then the upstream outputs its
+ * command names with {{stages.S.outs.x}}. */
+static void collect_inputs(const nj_pipeline *p, const nj_stage *s, nj_strs *paths)
+{
+    for (size_t i = 0; i < s->ndeps; i++)
+        if (!nj_strs_contains(paths, s->deps[i].path)) nj_strs_push(paths, s->deps[i].path);
+    inputs_ctx ic = {p, paths};
+    nj_template_scan(s->cmd, add_stage_out_input, &ic, NULL);
+}
+
+/* Renders command, paths and env once per node, and checks that the inputs
+ * it reads exist. Returns 0 or fills err with the reason the node fails. */
+static int prepare_node(node_run *n, nj_err *err)
+{
+    const nj_stage *s = n->r->plan->nodes[n->index].stage;
+    const char *dir = n->r->pipeline->dir;
+    int rc = render(n, s->cmd, 1, &n->cmd, err);
+    if (rc < 0) return rc;
+    n->cwd = s->workdir ? nj_path_join(dir, s->workdir) : nj_xstrdup(dir);
+    n->outs = nj_xcalloc(s->nouts, sizeof(char *));
+    for (size_t i = 0; i < s->nouts; i++, n->nouts++) {
+        char *rel;
+        if ((rc = render(n, s->outs[i].path, 0, &rel, err)) < 0) return rc;
+        n->outs[i] = nj_path_join(dir, rel);
+        free(rel);
+    }
+    n->stage_env = nj_xcalloc(s->nenv, sizeof(char *));
+    for (size_t i = 0; i < s->nenv; i++, n->nstage_env++) {
+        char *value;
+        if ((rc = render(n, s->env[i].value, 0, &value, err)) < 0) return rc;
+        n->stage_env[i] = nj_xasprintf("%s=%s", s->env[i].name, value);
+        free(value);
+    }
+    nj_strs inputs = {0};
+    collect_inputs(n->r->pipeline, s, &inputs);
+    for (size_t i = 0; i < inputs.len; i++) {
+        char *rel;
+        if ((rc = render(n, inputs.items[i], 0, &rel, err)) < 0) break;
+        char *abs = nj_path_join(dir, rel);
+        int present = nj_fs_exists(abs);
+        free(abs);
+        if (!present) rc = nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", rel);
+        free(rel);
+        if (rc < 0) break;
+    }
+    nj_strs_release(&inputs);
+    return rc;
+}
+
+/* environ, minus names the stage overrides, plus the NIGHTJAR_* markers and
+ * the stage's own env. NULL-terminated; caller frees each entry and the array. */
+static char **build_env(node_run *n)
+{
+    runner *r = n->r;
+    const nj_stage *s = r->plan->nodes[n->index].stage;
+    size_t count = 0, cap = 0;
+    char **env = NULL;
+    char *own[7];
+    size_t nown = 0;
+    own[nown++] = nj_xasprintf("NIGHTJAR_RUN_ID=%lld", (long long)r->opts->run_id);
+    own[nown++] = nj_xasprintf("NIGHTJAR_ATTEMPT_ID=%lld", (long long)n->attempt_id);
+    own[nown++] = nj_xasprintf("NIGHTJAR_STATE=%s", r->opts->state_path ? r->opts->state_path : "");
+    own[nown++] = nj_xasprintf("NIGHTJAR_STAGE=%s", s->name);
+    own[nown++] = nj_xasprintf("NIGHTJAR_ATTEMPT=%d", n->attempt);
+    own[nown++] = nj_xasprintf("NIGHTJAR_PIPELINE=%s", r->pipeline->name);
+    if (r->plan->ds) own[nown++] = nj_xasprintf("NIGHTJAR_DS=%s", r->plan->ds);
+    for (char **e = environ; *e; e++) {
+        size_t name_len = strcspn(*e, "=");
+        int overridden = nj_str_starts(*e, "NIGHTJAR_RUN_ID=") ||
+                         nj_str_starts(*e, "NIGHTJAR_ATTEMPT") ||
+                         nj_str_starts(*e, "NIGHTJAR_STATE=") ||
+                         nj_str_starts(*e, "NIGHTJAR_STAGE=") || nj_str_starts(*e, "NIGHTJAR_DS=") ||
+                         nj_str_starts(*e, "NIGHTJAR_PIPELINE=");
+        for (size_t i = 0; i < n->nstage_env && !overridden; i++)
+            overridden = strncmp(n->stage_env[i], *e, name_len + 1) == 0;
+        if (!overridden) NJ_PUSH(env, count, cap, nj_xstrdup(*e));
+    }
+    for (size_t i = 0; i < nown; i++)
+        NJ_PUSH(env, count, cap, own[i]);
+    for (size_t i = 0; i < n->nstage_env; i++)
+        NJ_PUSH(env, count, cap, nj_xstrdup(n->stage_env[i]));
+    NJ_PUSH(env, count, cap, NULL);
+    return env;
+}
+
+static void free_env(char **env)
+{
+    for (char **e = env; *e; e++)
+        free(*e);
+    free(env);
+}
+
+/* ---- attempts ----------------------------------------------------------- */
+
+static void on_process_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static int64_t retry_delay_ms(const nj_stage *s, int attempt)
+{
+    int64_t delay = s->retry_delay_ms;
+    for (int i = 1; i < attempt && delay < s->retry_delay_max_ms; i++)
+        delay *= 2;
+    if (delay > s->retry_delay_max_ms) delay = s->retry_delay_max_ms;
+    /* Equal jitter: retries of many stages that failed together spread out,
+     * yet none waits less than half its nominal delay. */
+    return delay / 2 + (delay > 1 ? (int64_t)(random() % (delay / 2 + 1)) : 0);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* The attempt ended with `status`; decide between retry and final outcome. */
+static void attempt_failed(node_run *n, nj_status status, const char *reason)
+{
+    runner *r = n->r;
+    const nj_stage *s = r->plan->nodes[n->index].stage;
+    if (status == NJ_STATUS_INTERRUPTED) {
+        finish_node(n, NJ_STATUS_INTERRUPTED, reason);
+    } else if (n->attempt <= s->retries && !r->stopping) {
+        int64_t delay = retry_delay_ms(s, n->attempt);
+        n->phase = PHASE_RETRY_WAIT;
+        n->timer_purpose = TIMER_RETRY;
+        uv_timer_start(&n->timer, on_timer, (uint64_t)delay, 0);
+        nj_event ev = node_event(n, NJ_EVENT_RETRY);
+        ev.delay_ms = delay;
+        ev.reason = reason;
+        report(r, &ev);
+    } else {
+        finish_node(n, NJ_STATUS_FAILED, reason);
+    }
+}
+
+static void on_attempt_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    node_run *n = proc->data;
+    runner *r = n->r;
+    uv_timer_stop(&n->timer);
+    uv_close((uv_handle_t *)proc, on_process_closed);
+    n->proc = NULL;
+    r->running--;
+    /* The attempt is over: whatever is left of its process group goes too. */
+    signal_group(n, n->killing != KILL_NONE ? SIGKILL : SIGTERM);
+    n->pgid = 0;
+    if (r->running == 0) uv_timer_stop(&r->grace);
+
+    nj_status status = NJ_STATUS_SUCCEEDED;
+    char reason[1024] = "";
+    const nj_stage *s = r->plan->nodes[n->index].stage;
+    if (n->killing == KILL_INTERRUPT || n->killing == KILL_STOP) {
+        status = NJ_STATUS_INTERRUPTED;
+        snprintf(reason, sizeof(reason), "%s",
+                 r->interrupted ? "interrupted by signal" : "stopped after another failure");
+    } else if (n->killing == KILL_TIMEOUT) {
+        char d[32];
+        nj_duration_format(s->timeout_ms, d, sizeof(d));
+        status = NJ_STATUS_TIMEOUT;
+        snprintf(reason, sizeof(reason), "timed out after %s", d);
+    } else if (term_signal) {
+        status = NJ_STATUS_FAILED;
+        snprintf(reason, sizeof(reason), "killed by signal %d (%s)", term_signal,
+                 strsignal(term_signal));
+    } else if (exit_status != 0) {
+        status = NJ_STATUS_FAILED;
+        snprintf(reason, sizeof(reason), "exited with status %lld", (long long)exit_status);
+    } else {
+        for (size_t i = 0; i < n->nouts; i++) {
+            if (nj_fs_exists(n->outs[i])) continue;
+            status = NJ_STATUS_FAILED;
+            snprintf(reason, sizeof(reason), "stage '%s' did not write declared output '%s'",
+                     s->name, s->outs[i].path);
+            break;
+        }
+    }
+    n->killing = KILL_NONE;
+    int code = term_signal ? -1 : (int)exit_status;
+    nj_err err = {0};
+    if (nj_state_attempt_end(r->st, n->attempt_id, status, code, term_signal,
+                             reason[0] ? reason : NULL, &err) < 0)
+        db_failed(r, &err);
+    nj_event ev = node_event(n, NJ_EVENT_ATTEMPT_END);
+    ev.status = status;
+    ev.exit_code = code;
+    ev.signal = term_signal;
+    ev.duration_ms = nj_time_mono_ms() - n->attempt_start_mono;
+    ev.reason = reason[0] ? reason : NULL;
+    report(r, &ev);
+    if (status == NJ_STATUS_SUCCEEDED)
+        finish_node(n, NJ_STATUS_SUCCEEDED, NULL);
+    else
+        attempt_failed(n, status, reason);
+    schedule(r);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    node_run *n = t->data;
+    switch (n->timer_purpose) {
+    case TIMER_TIMEOUT:
+        n->killing = KILL_TIMEOUT;
+        signal_group(n, SIGTERM);
+        n->timer_purpose = TIMER_GRACE;
+        uv_timer_start(&n->timer, on_timer, (uint64_t)n->r->opts->kill_grace_ms, 0);
+        break;
+    case TIMER_GRACE:
+        signal_group(n, SIGKILL);
+        break;
+    case TIMER_RETRY:
+        /* Back in the queue, ahead of nodes that never ran: it was started first. */
+        n->phase = PHASE_READY;
+        if (n->r->ready_head > 0) {
+            n->r->ready[--n->r->ready_head] = n->index;
+            n->r->ready_len++;
+        } else {
+            nj_grow(&n->r->ready, &n->r->ready_cap, n->r->ready_len + 1, sizeof(size_t));
+            memmove(n->r->ready + 1, n->r->ready, n->r->ready_len * sizeof(size_t));
+            n->r->ready[0] = n->index;
+            n->r->ready_len++;
+        }
+        schedule(n->r);
+        break;
+    case TIMER_NONE:
+        break;
+    }
+}
+
+/* Removes declared outputs (a stage must write them anew) and creates their
+ * parent directories. */
+static int reset_outputs(node_run *n, nj_err *err)
+{
+    for (size_t i = 0; i < n->nouts; i++) {
+        int rc = nj_fs_remove_tree(n->outs[i], err);
+        if (rc == 0) rc = nj_fs_mkdirs_parent(n->outs[i], err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static void start_attempt(node_run *n)
+{
+    runner *r = n->r;
+    const nj_stage *s = r->plan->nodes[n->index].stage;
+    nj_err err = {0};
+    n->attempt++;
+    n->phase = PHASE_RUNNING;
+    n->attempt_start_mono = nj_time_mono_ms();
+    if (n->attempt == 1) n->started_ms = nj_time_now_ms();
+    free(n->log_path);
+    n->log_path = nj_xasprintf("%s/%s.%d.log", r->run_logs_dir, s->name, n->attempt);
+    if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, r->plan->ds, n->attempt, n->cmd,
+                               n->log_path, &n->attempt_id, &err) < 0) {
+        db_failed(r, &err);
+        finish_node(n, NJ_STATUS_INTERRUPTED, err.msg);
+        return;
+    }
+
+    int log_fd = -1;
+    int rc = reset_outputs(n, &err);
+    if (rc == 0) {
+        log_fd = open(n->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (log_fd < 0) rc = nj_err_sys(&err, errno, "cannot create log '%s'", n->log_path);
+    }
+    if (rc == 0) {
+        char *args[] = {"/bin/sh", "-c", n->cmd, NULL};
+        char **env = build_env(n);
+        uv_stdio_container_t stdio[3] = {
+            {.flags = UV_IGNORE},
+            {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+            {.flags = UV_INHERIT_FD, .data.fd = log_fd},
+        };
+        uv_process_options_t po = {
+            .exit_cb = on_attempt_exit,
+            .file = "/bin/sh",
+            .args = args,
+            .env = env,
+            .cwd = n->cwd,
+            /* setsid(): the attempt leads its own process group, which is how
+             * timeouts and interrupts reach its grandchildren. */
+            .flags = UV_PROCESS_DETACHED,
+            .stdio_count = 3,
+            .stdio = stdio,
+        };
+        n->proc = nj_xcalloc(1, sizeof(*n->proc));
+        n->proc->data = n;
+        int uvrc = uv_spawn(&r->loop, n->proc, &po);
+        free_env(env);
+        if (uvrc < 0) {
+            /* libuv: on a failed spawn the handle must still be closed. */
+            uv_close((uv_handle_t *)n->proc, on_process_closed);
+            n->proc = NULL;
+            rc = nj_err_set(&err, -ECHILD, "cannot start '/bin/sh' in '%s': %s", n->cwd,
+                            uv_strerror(uvrc));
+        }
+    }
+    if (log_fd >= 0) close(log_fd);
+    if (rc < 0) {
+        nj_err dberr = {0};
+        if (nj_state_attempt_end(r->st, n->attempt_id, NJ_STATUS_FAILED, -1, 0, err.msg, &dberr) <
+            0)
+            db_failed(r, &dberr);
+        nj_event ev = node_event(n, NJ_EVENT_ATTEMPT_END);
+        ev.status = NJ_STATUS_FAILED;
+        ev.reason = err.msg;
+        report(r, &ev);
+        attempt_failed(n, NJ_STATUS_FAILED, err.msg);
+        return;
+    }
+    n->pgid = n->proc->pid;
+    r->running++;
+    if (nj_state_attempt_set_pid(r->st, n->attempt_id, n->proc->pid, &err) < 0) db_failed(r, &err);
+    if (s->timeout_ms > 0) {
+        n->timer_purpose = TIMER_TIMEOUT;
+        uv_timer_start(&n->timer, on_timer, (uint64_t)s->timeout_ms, 0);
+    }
+    nj_event ev = node_event(n, NJ_EVENT_ATTEMPT_START);
+    report(r, &ev);
+}
+
+/* ---- node outcomes and scheduling ---------------------------------------- */
+
+static void finish_node(node_run *n, nj_status status, const char *reason)
+{
+    runner *r = n->r;
+    const nj_plan_node *pn = &r->plan->nodes[n->index];
+    n->phase = PHASE_DONE;
+    n->outcome = status;
+    r->done++;
+    if (status != NJ_STATUS_SUCCEEDED && status != NJ_STATUS_CACHED &&
+        status != NJ_STATUS_UP_TO_DATE)
+        r->failed++;
+    nj_err err = {0};
+    if (!r->db_failed &&
+        nj_state_stage_end(r->st, r->opts->run_id, pn->stage->name, r->plan->ds, status,
+                           n->attempt, n->started_ms, reason, &err) < 0)
+        db_failed(r, &err);
+    nj_event ev = node_event(n, NJ_EVENT_NODE_END);
+    ev.status = status;
+    ev.reason = reason;
+    ev.duration_ms = n->started_ms ? nj_time_now_ms() - n->started_ms : 0;
+    report(r, &ev);
+
+    if (status == NJ_STATUS_SUCCEEDED || status == NJ_STATUS_CACHED ||
+        status == NJ_STATUS_UP_TO_DATE) {
+        for (size_t i = 0; i < pn->ndownstream; i++) {
+            node_run *d = &r->nodes[pn->downstream[i]];
+            if (--d->waiting_on == 0 && d->phase == PHASE_WAITING) {
+                d->phase = PHASE_READY;
+                NJ_PUSH(r->ready, r->ready_len, r->ready_cap, d->index);
+            }
+        }
+        return;
+    }
+    if (status == NJ_STATUS_FAILED && r->opts->fail_fast) stop_everything(r, KILL_STOP, SIGTERM);
+    if (status == NJ_STATUS_FAILED || status == NJ_STATUS_UPSTREAM_FAILED) {
+        /* Downstream of downstream keeps naming the stage that actually failed. */
+        char why[512];
+        if (status == NJ_STATUS_FAILED)
+            snprintf(why, sizeof(why), "upstream '%s' failed", pn->stage->name);
+        else
+            snprintf(why, sizeof(why), "%s", reason);
+        for (size_t i = 0; i < pn->ndownstream; i++) {
+            node_run *d = &r->nodes[pn->downstream[i]];
+            if (d->phase == PHASE_WAITING) finish_node(d, NJ_STATUS_UPSTREAM_FAILED, why);
+        }
+    }
+}
+
+static void schedule(runner *r)
+{
+    while (!r->stopping && r->running < (size_t)r->opts->jobs && r->ready_head < r->ready_len) {
+        node_run *n = &r->nodes[r->ready[r->ready_head++]];
+        if (n->phase != PHASE_READY) continue;
+        if (n->attempt == 0) {
+            nj_err err = {0};
+            if (prepare_node(n, &err) < 0) {
+                finish_node(n, NJ_STATUS_FAILED, err.msg);
+                continue;
+            }
+        }
+        start_attempt(n);
+    }
+    if (r->ready_head == r->ready_len) r->ready_head = r->ready_len = 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    runner *r = t->data;
+    nj_event ev = {0};
+    ev.kind = NJ_EVENT_TICK;
+    ev.exit_code = -1;
+    report(r, &ev);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+int nj_exec_run(const nj_plan *plan, nj_state *st, const nj_exec_opts *opts,
+                nj_exec_result *result, nj_err *err)
+{
+    memset(result, 0, sizeof(*result));
+    runner r = {0};
+    r.plan = plan;
+    r.pipeline = plan->pipeline;
+    r.st = st;
+    r.opts = opts;
+    r.start_mono = nj_time_mono_ms();
+    r.run_logs_dir = nj_xasprintf("%s/%lld", opts->logs_dir, (long long)opts->run_id);
+    int rc = nj_fs_mkdirs(r.run_logs_dir, err);
+    if (rc < 0) {
+        free(r.run_logs_dir);
+        return rc;
+    }
+    int uvrc = uv_loop_init(&r.loop);
+    if (uvrc < 0) {
+        free(r.run_logs_dir);
+        return nj_err_set(err, -EIO, "cannot start the event loop: %s", uv_strerror(uvrc));
+    }
+    srandom((unsigned)(nj_time_now_ms() ^ getpid()));
+
+    r.nodes = nj_xcalloc(plan->n ? plan->n : 1, sizeof(*r.nodes));
+    for (size_t i = 0; i < plan->n; i++) {
+        node_run *n = &r.nodes[i];
+        n->r = &r;
+        n->index = i;
+        n->waiting_on = plan->nodes[i].nupstream;
+        uv_timer_init(&r.loop, &n->timer);
+        n->timer.data = n;
+        if (n->waiting_on == 0) {
+            n->phase = PHASE_READY;
+            NJ_PUSH(r.ready, r.ready_len, r.ready_cap, i);
+        }
+    }
+    const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&r.loop, &r.signals[i]);
+        r.signals[i].data = &r;
+        uv_signal_start(&r.signals[i], on_signal, signums[i]);
+        uv_unref((uv_handle_t *)&r.signals[i]);
+    }
+    uv_timer_init(&r.loop, &r.grace);
+    r.grace.data = &r;
+    uv_timer_init(&r.loop, &r.tick);
+    r.tick.data = &r;
+    uv_timer_start(&r.tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&r.tick);
+
+    schedule(&r);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+
+    for (size_t i = 0; i < plan->n; i++)
+        close_handle((uv_handle_t *)&r.nodes[i].timer);
+    for (int i = 0; i < 3; i++)
+        close_handle((uv_handle_t *)&r.signals[i]);
+    close_handle((uv_handle_t *)&r.grace);
+    close_handle((uv_handle_t *)&r.tick);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r.loop);
+
+    for (size_t i = 0; i < plan->n; i++) {
+        node_run *n = &r.nodes[i];
+        if (n->phase == PHASE_DONE)
+            result->counts[n->outcome]++;
+        else
+            result->not_run++;
+        free(n->cmd);
+        free(n->cwd);
+        for (size_t j = 0; j < n->nouts; j++)
+            free(n->outs[j]);
+        free(n->outs);
+        for (size_t j = 0; j < n->nstage_env; j++)
+            free(n->stage_env[j]);
+        free(n->stage_env);
+        free(n->log_path);
+    }
+    if (r.interrupted)
+        result->status = NJ_STATUS_INTERRUPTED;
+    else if (r.failed > 0 || result->not_run > 0)
+        result->status = NJ_STATUS_FAILED;
+    else
+        result->status = NJ_STATUS_SUCCEEDED;
+    free(r.nodes);
+    free(r.ready);
+    free(r.run_logs_dir);
+    if (r.db_failed) {
+        if (err) *err = r.db_err;
+        return r.db_err.code ? r.db_err.code : NJ_EDB;
+    }
+    return 0;
+}
