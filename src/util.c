@@ -176,23 +176,33 @@ int nj_str_ends(const char *s, const char *suffix)
 
 size_t nj_edit_distance(const char *a, const char *b)
 {
+    /* Optimal string alignment: Levenshtein plus adjacent transpositions, so
+     * the typo "rnu" is one edit away from "run". Three rolling rows. */
     size_t n = strlen(a), m = strlen(b);
-    size_t *row = nj_xmalloc((m + 1) * sizeof(*row));
+    size_t *prev2 = nj_xmalloc((m + 1) * sizeof(size_t));
+    size_t *prev = nj_xmalloc((m + 1) * sizeof(size_t));
+    size_t *row = nj_xmalloc((m + 1) * sizeof(size_t));
     for (size_t j = 0; j <= m; j++)
-        row[j] = j;
+        prev[j] = j;
     for (size_t i = 1; i <= n; i++) {
-        size_t diag = row[0];
         row[0] = i;
         for (size_t j = 1; j <= m; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
+            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best) best = prev[j] + 1;
             if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
             row[j] = best;
-            diag = up;
         }
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = row;
+        row = t;
     }
-    size_t d = row[m];
+    size_t d = prev[m];
+    free(prev2);
+    free(prev);
     free(row);
     return d;
 }

@@ -69,4 +69,6 @@ Test(util, edit_distance)
     cr_assert_eq(nj_edit_distance("stpes", "stages"), 2);
     cr_assert_eq(nj_edit_distance("", "abc"), 3);
     cr_assert_eq(nj_edit_distance("same", "same"), 0);
+    cr_assert_eq(nj_edit_distance("rnu", "run"), 1, "a transposition is one edit");
+    cr_assert_eq(nj_edit_distance("trian", "train"), 1);
 }

@@ -34,4 +34,11 @@ assert_not_contains() {
 assert_eq() { [ "$1" = "$2" ] || fail "expected '$2', got '$1'${3:+ ($3)}"; }
 # sql DB QUERY: prints the result of a query on a state database.
 sql() { sqlite3 -batch -noheader "$1" "$2"; }
+# alive PID: true if the process exists and is not a zombie. (A killed orphan
+# stays a zombie where PID 1 does not reap, as in some containers.)
+alive() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case "$state" in Z*) return 1 ;; *) return 0 ;; esac
+}
 finish() { echo "$PASSED passed, 0 failed"; }

@@ -1,0 +1,74 @@
+/* cli_internal.h - what the verbs of the command line share: option parsing,
+ * loading a pipeline with its diagnostics printed, workspace paths, JSON
+ * output. Private to src/cli*.c. */
+#ifndef NJ_CLI_INTERNAL_H
+#define NJ_CLI_INTERNAL_H
+
+#include <stdio.h>
+
+#include "nightjar/cli.h"
+#include "nightjar/dag.h"
+#include "nightjar/err.h"
+#include "nightjar/spec.h"
+#include "nightjar/state.h"
+
+/* A tiny getopt for long options: "--name VALUE", "--name=VALUE", "-j4",
+ * "-j 4". Positional arguments are collected in order. */
+typedef struct cli_opt {
+    const char *name;  /* "--date" */
+    const char *alias; /* "-j" or NULL */
+    int takes_value;
+} cli_opt;
+
+typedef struct cli_args {
+    const char *verb;
+    const char **positional;
+    size_t npositional;
+    /* parallel to the option table: the values seen, in order */
+    const char **values; /* flat list of (option index, value) pairs */
+    int *which;
+    size_t nvalues;
+} cli_args;
+
+/* Parses argv (after the verb). On an unknown option or a missing value
+ * prints a usage error and returns NJ_EXIT_USAGE; "--help" returns -1 so
+ * the verb prints its help. */
+int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, size_t nopts,
+              cli_args *out);
+void cli_args_release(cli_args *a);
+/* The last value of option `index`, or NULL. */
+const char *cli_value(const cli_args *a, int index);
+/* 1 if flag `index` was given. */
+int cli_flag(const cli_args *a, int index);
+
+/* Prints "nightjar: error: <msg>" to stderr. */
+void cli_error(const char *fmt, ...) NJ_PRINTF(1, 2);
+void cli_warn(const char *fmt, ...) NJ_PRINTF(1, 2);
+/* Maps an error code to the exit code it deserves. */
+int cli_exit_for(int code);
+
+/* Loads and validates a pipeline and its graph, printing every diagnostic.
+ * Returns NJ_EXIT_OK, NJ_EXIT_INVALID or NJ_EXIT_SYSTEM. */
+int cli_load(const char *path, nj_pipeline **p, nj_dag **dag);
+
+/* <workspace>/<name>; caller frees. */
+char *cli_workspace_path(const nj_pipeline *p, const char *name);
+/* Opens the state database for reading commands. Returns NJ_EXIT_OK with *st
+ * set, NJ_EXIT_OK with *st NULL when nothing has run yet, or an exit code. */
+int cli_open_state_if_any(const nj_pipeline *p, nj_state **st);
+
+/* JSON output helpers. */
+void cli_json_str(FILE *f, const char *s); /* "..." with escapes, or null */
+
+/* 1 when stderr is a terminal and TERM is not dumb. */
+int cli_stderr_is_tty(void);
+
+/* Verbs. */
+int cli_run(int argc, char **argv);
+int cli_validate(int argc, char **argv);
+int cli_dag(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_history(int argc, char **argv);
+int cli_logs(int argc, char **argv);
+
+#endif

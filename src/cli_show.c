@@ -1,0 +1,365 @@
+/* cli_show.c - the verbs that only look: validate, dag, status, history, logs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_internal.h"
+#include "nightjar/fs.h"
+#include "nightjar/util.h"
+
+/* Parses "VERB PIPELINE [opts]" common to every verb here. Returns -1 when the
+ * verb should go on, or the exit code to return now. */
+static int parse_common(const char *verb, const char *help, int argc, char **argv,
+                        const cli_opt *opts, size_t nopts, size_t min_pos, size_t max_pos,
+                        cli_args *a)
+{
+    int code = cli_parse(verb, argc, argv, opts, nopts, a);
+    if (code < 0) {
+        fputs(help, stdout);
+        return NJ_EXIT_OK;
+    }
+    if (code) return code;
+    if (a->npositional < min_pos || a->npositional > max_pos) {
+        cli_error("%s: wrong number of arguments (see 'nightjar %s --help')", verb, verb);
+        return NJ_EXIT_USAGE;
+    }
+    return -1;
+}
+
+static const char validate_help[] =
+    "usage: nightjar validate PIPELINE\n"
+    "\n"
+    "Checks the pipeline file and its graph and reports every problem at once,\n"
+    "each as FILE:LINE:COL: MESSAGE. Exit 0 when valid, 3 when not.\n";
+
+int cli_validate(int argc, char **argv)
+{
+    cli_args a;
+    int code = parse_common("validate", validate_help, argc, argv, NULL, 0, 1, 1, &a);
+    if (code < 0) {
+        nj_pipeline *p;
+        nj_dag *dag;
+        code = cli_load(a.positional[0], &p, &dag);
+        if (code == NJ_EXIT_OK)
+            printf("%s: pipeline '%s' is valid: %zu stage%s\n", a.positional[0], p->name,
+                   p->nstages, p->nstages == 1 ? "" : "s");
+        nj_dag_free(dag);
+        nj_pipeline_free(p);
+    }
+    cli_args_release(&a);
+    return code;
+}
+
+static const char dag_help[] =
+    "usage: nightjar dag PIPELINE [--dot]\n"
+    "\n"
+    "Prints the stage graph in topological order, one stage per line with the\n"
+    "stages it needs (\"train <- features\"), or as Graphviz with --dot:\n"
+    "    nightjar dag pipelines/demo.yaml --dot | dot -Tsvg > dag.svg\n";
+
+int cli_dag(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--dot", NULL, 0}};
+    cli_args a;
+    int code = parse_common("dag", dag_help, argc, argv, opts, 1, 1, 1, &a);
+    if (code < 0) {
+        nj_pipeline *p;
+        nj_dag *dag;
+        code = cli_load(a.positional[0], &p, &dag);
+        if (code == NJ_EXIT_OK) {
+            if (cli_flag(&a, 0))
+                nj_dag_write_dot(dag, p, stdout);
+            else
+                nj_dag_write_text(dag, p, stdout);
+        }
+        nj_dag_free(dag);
+        nj_pipeline_free(p);
+    }
+    cli_args_release(&a);
+    return code;
+}
+
+static void format_time(int64_t ms, char *out, size_t size)
+{
+    if (ms <= 0)
+        snprintf(out, size, "-");
+    else
+        nj_time_format(ms, out, size);
+}
+
+static const char status_help[] =
+    "usage: nightjar status PIPELINE [--json]\n"
+    "\n"
+    "Prints each stage's latest outcome: status, the run it belongs to, attempts,\n"
+    "when it ended and why it failed or was not run. Stages that never ran say so.\n";
+
+int cli_status(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--json", NULL, 0}};
+    cli_args a;
+    int code = parse_common("status", status_help, argc, argv, opts, 1, 1, 1, &a);
+    if (code >= 0) goto out_args;
+    nj_pipeline *p;
+    nj_dag *dag;
+    nj_state *st = NULL;
+    nj_stage_record *recs = NULL;
+    size_t nrecs = 0;
+    code = cli_load(a.positional[0], &p, &dag);
+    if (code) goto out_args;
+    code = cli_open_state_if_any(p, &st);
+    nj_err err = {0};
+    if (code == NJ_EXIT_OK && st && nj_state_latest_stages(st, p->name, &recs, &nrecs, &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+    }
+    if (code) goto out;
+    int json = cli_flag(&a, 0);
+    if (json)
+        printf("[");
+    else
+        printf("%-24s %-16s %6s %8s  %-19s  %s\n", "STAGE", "STATUS", "RUN", "ATTEMPTS", "ENDED",
+               "REASON");
+    int first = 1;
+    for (size_t i = 0; i < p->nstages; i++) {
+        const char *name = p->stages[i].name;
+        int any = 0;
+        for (size_t j = 0; j < nrecs; j++) {
+            if (strcmp(recs[j].stage, name) != 0) continue;
+            any = 1;
+            char ended[32];
+            format_time(recs[j].ended_ms, ended, sizeof(ended));
+            if (json) {
+                printf("%s\n  {\"stage\": ", first ? "" : ",");
+                cli_json_str(stdout, name);
+                printf(", \"ds\": ");
+                cli_json_str(stdout, recs[j].ds[0] ? recs[j].ds : NULL);
+                printf(", \"status\": \"%s\", \"run_id\": %lld, \"attempts\": %d,"
+                       " \"started_ms\": %lld, \"ended_ms\": %lld, \"reason\": ",
+                       nj_status_name(recs[j].status), (long long)recs[j].run_id,
+                       recs[j].attempts, (long long)recs[j].started_ms,
+                       (long long)recs[j].ended_ms);
+                cli_json_str(stdout, recs[j].reason);
+                printf("}");
+            } else {
+                printf("%-24s %-16s %6lld %8d  %-19s  %s\n", name, nj_status_name(recs[j].status),
+                       (long long)recs[j].run_id, recs[j].attempts, ended,
+                       recs[j].reason ? recs[j].reason : "");
+            }
+            first = 0;
+        }
+        if (any) continue;
+        if (json) {
+            printf("%s\n  {\"stage\": ", first ? "" : ",");
+            cli_json_str(stdout, name);
+            printf(", \"status\": \"never_run\"}");
+        } else {
+            printf("%-24s %-16s %6s %8s  %-19s  %s\n", name, "never run", "-", "-", "-", "");
+        }
+        first = 0;
+    }
+    if (json) printf("\n]\n");
+out:
+    for (size_t j = 0; j < nrecs; j++)
+        nj_stage_record_release(&recs[j]);
+    free(recs);
+    nj_state_close(st);
+    nj_dag_free(dag);
+    nj_pipeline_free(p);
+out_args:
+    cli_args_release(&a);
+    return code;
+}
+
+static const char history_help[] =
+    "usage: nightjar history PIPELINE [--last N] [--json]\n"
+    "\n"
+    "Lists past runs, newest first (default the last 20): id, start, duration,\n"
+    "status, exit code, logical date and how many stages ended in each status.\n";
+
+int cli_history(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--last", NULL, 1}, {"--json", NULL, 0}};
+    cli_args a;
+    int code = parse_common("history", history_help, argc, argv, opts, 2, 1, 1, &a);
+    if (code >= 0) goto out_args;
+    int last = 20;
+    if (cli_value(&a, 0)) {
+        char *end;
+        long n = strtol(cli_value(&a, 0), &end, 10);
+        if (*end || n < 1) {
+            cli_error("history: --last takes a positive number, got '%s'", cli_value(&a, 0));
+            code = NJ_EXIT_USAGE;
+            goto out_args;
+        }
+        last = (int)n;
+    }
+    nj_pipeline *p;
+    nj_dag *dag;
+    nj_state *st = NULL;
+    nj_run_record *runs = NULL;
+    size_t nruns = 0;
+    code = cli_load(a.positional[0], &p, &dag);
+    if (code) goto out_args;
+    code = cli_open_state_if_any(p, &st);
+    nj_err err = {0};
+    if (code == NJ_EXIT_OK && st && nj_state_runs(st, p->name, last, &runs, &nruns, &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+    }
+    if (code) goto out;
+    int json = cli_flag(&a, 1);
+    if (json) {
+        printf("[");
+    } else if (nruns == 0) {
+        printf("no runs of '%s' recorded in %s\n", p->name, p->workspace);
+    } else {
+        printf("%6s  %-19s  %9s  %-12s %4s  %-10s  %s\n", "RUN", "STARTED", "DURATION",
+               "STATUS", "EXIT", "DATE", "STAGES");
+    }
+    for (size_t i = 0; i < nruns; i++) {
+        nj_run_record *r = &runs[i];
+        char started[32], dur[32] = "-";
+        format_time(r->started_ms, started, sizeof(started));
+        if (r->ended_ms) nj_duration_format(r->ended_ms - r->started_ms, dur, sizeof(dur));
+        if (json) {
+            printf("%s\n  {\"run_id\": %lld, \"pipeline\": ", i ? "," : "", (long long)r->id);
+            cli_json_str(stdout, r->pipeline);
+            printf(", \"ds\": ");
+            cli_json_str(stdout, r->ds);
+            printf(", \"status\": \"%s\", \"exit_code\": ", nj_status_name(r->status));
+            if (r->exit_code >= 0)
+                printf("%d", r->exit_code);
+            else
+                printf("null");
+            printf(", \"started_ms\": %lld, \"ended_ms\": %lld, \"pid\": %lld, \"host\": ",
+                   (long long)r->started_ms, (long long)r->ended_ms, (long long)r->pid);
+            cli_json_str(stdout, r->host);
+            printf(", \"version\": ");
+            cli_json_str(stdout, r->version);
+            printf(", \"args\": ");
+            cli_json_str(stdout, r->args);
+            printf(", \"stages\": {");
+            const char *sep = "";
+            for (int s = 0; s < NJ_STATUS_COUNT; s++) {
+                if (!r->counts[s]) continue;
+                printf("%s\"%s\": %d", sep, nj_status_name((nj_status)s), r->counts[s]);
+                sep = ", ";
+            }
+            printf("}}");
+        } else {
+            char counts[256] = "";
+            size_t used = 0;
+            for (int s = 0; s < NJ_STATUS_COUNT && used < sizeof(counts) - 40; s++)
+                if (r->counts[s])
+                    used += (size_t)snprintf(counts + used, sizeof(counts) - used, "%s%d %s",
+                                             used ? ", " : "", r->counts[s],
+                                             nj_status_name((nj_status)s));
+            char exit_text[16] = "-";
+            if (r->exit_code >= 0) snprintf(exit_text, sizeof(exit_text), "%d", r->exit_code);
+            printf("%6lld  %-19s  %9s  %-12s %4s  %-10s  %s\n", (long long)r->id, started, dur,
+                   nj_status_name(r->status), exit_text, r->ds ? r->ds : "-", counts);
+        }
+    }
+    if (json) printf("%s]\n", nruns ? "\n" : "");
+out:
+    for (size_t i = 0; i < nruns; i++)
+        nj_run_record_release(&runs[i]);
+    free(runs);
+    nj_state_close(st);
+    nj_dag_free(dag);
+    nj_pipeline_free(p);
+out_args:
+    cli_args_release(&a);
+    return code;
+}
+
+static const char logs_help[] =
+    "usage: nightjar logs PIPELINE STAGE [--run ID] [--attempt N]\n"
+    "\n"
+    "Prints the output (stdout and stderr) of one attempt of a stage: by default\n"
+    "the last attempt in the newest run that ran the stage. Exit 1 if there is none.\n";
+
+int cli_logs(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--run", NULL, 1}, {"--attempt", NULL, 1}};
+    cli_args a;
+    int code = parse_common("logs", logs_help, argc, argv, opts, 2, 2, 2, &a);
+    if (code >= 0) goto out_args;
+    long long run_id = 0;
+    long attempt = 0;
+    char *end;
+    if (cli_value(&a, 0) && ((run_id = strtoll(cli_value(&a, 0), &end, 10)) < 1 || *end)) {
+        cli_error("logs: --run takes a run id, got '%s'", cli_value(&a, 0));
+        code = NJ_EXIT_USAGE;
+        goto out_args;
+    }
+    if (cli_value(&a, 1) && ((attempt = strtol(cli_value(&a, 1), &end, 10)) < 1 || *end)) {
+        cli_error("logs: --attempt takes a positive number, got '%s'", cli_value(&a, 1));
+        code = NJ_EXIT_USAGE;
+        goto out_args;
+    }
+    nj_pipeline *p;
+    nj_dag *dag;
+    nj_state *st = NULL;
+    nj_attempt_record *att = NULL;
+    size_t natt = 0;
+    code = cli_load(a.positional[0], &p, &dag);
+    if (code) goto out_args;
+    const char *stage = a.positional[1];
+    if (!nj_pipeline_stage(p, stage)) {
+        const char **names = nj_xcalloc(p->nstages, sizeof(char *));
+        for (size_t i = 0; i < p->nstages; i++)
+            names[i] = p->stages[i].name;
+        const char *hint = nj_suggest(stage, names, p->nstages);
+        if (hint)
+            cli_error("logs: unknown stage '%s' (did you mean '%s'?)", stage, hint);
+        else
+            cli_error("logs: unknown stage '%s'", stage);
+        free(names);
+        code = NJ_EXIT_USAGE;
+        goto out;
+    }
+    code = cli_open_state_if_any(p, &st);
+    nj_err err = {0};
+    if (code == NJ_EXIT_OK && st &&
+        nj_state_attempts(st, p->name, stage, run_id, &att, &natt, &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+    }
+    if (code) goto out;
+    nj_attempt_record *pick = NULL;
+    for (size_t i = 0; i < natt; i++)
+        if (attempt == 0 || att[i].attempt == attempt) pick = &att[i];
+    if (!pick) {
+        if (run_id && attempt)
+            cli_error("logs: stage '%s' has no attempt %ld in run %lld", stage, attempt, run_id);
+        else if (run_id)
+            cli_error("logs: stage '%s' did not run in run %lld", stage, run_id);
+        else
+            cli_error("logs: stage '%s' has no recorded attempts", stage);
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    if (!pick->log_path || nj_fs_read_file(pick->log_path, &data, &len, &err) < 0) {
+        cli_error("logs: %s", pick->log_path ? err.msg : "the attempt has no log");
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    fprintf(stderr, "# %s, run %lld, attempt %d, %s%s%s\n", stage, (long long)pick->run_id,
+            pick->attempt, nj_status_name(pick->status), pick->error ? ": " : "",
+            pick->error ? pick->error : "");
+    fwrite(data, 1, len, stdout);
+    free(data);
+out:
+    for (size_t i = 0; i < natt; i++)
+        nj_attempt_record_release(&att[i]);
+    free(att);
+    nj_state_close(st);
+    nj_dag_free(dag);
+    nj_pipeline_free(p);
+out_args:
+    cli_args_release(&a);
+    return code;
+}
