@@ -121,7 +121,9 @@ void nj_diag_add(nj_strs *diags, const char *file, nj_mark mark, const char *fmt
     NJ_PRINTF(4, 5);
 
 /* The closest of `candidates` to `word` by edit distance, if close enough to
- * suggest (distance <= max(1, strlen(word)/3)); NULL otherwise. Borrowed. */
+ * suggest (distance <= max(1, (strlen(word)+1)/3), so "stpes" -> "stages" and
+ * "trian" -> "train"); NULL otherwise. Ties go to the earlier candidate.
+ * Borrowed. */
 const char *nj_suggest(const char *word, const char *const *candidates, size_t n);
 
 #endif

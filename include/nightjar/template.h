@@ -6,6 +6,9 @@
  *     outs.NAME              this stage's output path
  *     stages.STAGE.outs.NAME another stage's output path (implies an edge)
  *     ds                     the logical date, YYYY-MM-DD
+ *     ds_nodash              the logical date, YYYYMMDD
+ *     ds - 1d, ds + 2w       date arithmetic in days or weeks (also ds_nodash)
+ *     '{{'                   a quoted literal, copied as is (never quoted)
  * "{{{{" is not special; a literal "{{" is written "{{ '{{' }}". Anything
  * else is an error at load time.
  *
@@ -18,9 +21,35 @@
 #define NJ_TEMPLATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nightjar/err.h"
 #include "nightjar/spec.h"
+
+/* One parsed expression (the text between the braces, trimmed). Pointers
+ * point into the expression text passed to nj_template_parse_expr(). */
+enum {
+    NJ_EXPR_LITERAL,   /* '...'      name = the text between the quotes */
+    NJ_EXPR_DS,        /* ds, ds_nodash, optionally "+ 3d" / "- 2w"      */
+    NJ_EXPR_PARAM,     /* params.NAME       name                          */
+    NJ_EXPR_OUT,       /* outs.NAME         name                          */
+    NJ_EXPR_STAGE_OUT, /* stages.S.outs.NAME  stage, name                 */
+};
+typedef struct nj_expr {
+    int kind;            /* NJ_EXPR_* */
+    const char *name;    /* param, output or literal text; not NUL-terminated */
+    size_t name_len;
+    const char *stage;   /* NJ_EXPR_STAGE_OUT only */
+    size_t stage_len;
+    int nodash;          /* NJ_EXPR_DS: 1 for ds_nodash (YYYYMMDD) */
+    int32_t day_offset;  /* NJ_EXPR_DS: days added, e.g. -14 for "ds - 2w" */
+} nj_expr;
+
+/* Parses one trimmed expression as handed to a visitor ("params.l2",
+ * "ds - 1d", "stages.prepare.outs.table", "'{{'"). Returns 0, or NJ_EFORMAT
+ * when it is none of the forms above (err->msg "unknown template expression
+ * '{{foo}}'"). */
+int nj_template_parse_expr(const char *expr, size_t len, nj_expr *out, nj_err *err);
 
 /* Called for each expression in order: `expr` is the trimmed expression (not
  * NUL-terminated, `len` bytes), `offset` the byte offset of its "{{" in the

@@ -1,0 +1,1099 @@
+/* spec.c - loading and validating a pipeline file into an nj_pipeline.
+ *
+ * Loading runs in two passes over the libyaml document tree:
+ *   1. structure: every section is walked against a static table of allowed
+ *      keys (top_keys, defaults_keys, stage_keys); each key's parser checks
+ *      the type of its value and fills the model. Strings that may hold
+ *      templates are remembered as "sites" together with their YAML node.
+ *   2. references: with every stage, output and param known, `needs:` and
+ *      `params:` entries are resolved, each template site is scanned (adding
+ *      implicit params and stage uses), and outputs are checked for overlap.
+ * Every problem becomes one diagnostic with the position of the offending
+ * node; they are sorted by position before being handed out, so the user
+ * reads them in file order. Nothing is stopped early except a YAML syntax
+ * error, after which nothing else can be trusted.
+ *
+ * The loader owns the YAML document and its per-stage scratch data; both are
+ * freed before nj_pipeline_load() returns. The pipeline owns all its strings.
+ */
+#include "nightjar/spec.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "nightjar/fs.h"
+#include "nightjar/template.h"
+
+/* ---- diagnostics ---------------------------------------------------------- */
+
+void nj_diag_add(nj_strs *diags, const char *file, nj_mark mark, const char *fmt, ...)
+{
+    nj_buf b;
+    nj_buf_init(&b);
+    if (mark.line > 0)
+        nj_buf_printf(&b, "%s:%d:%d: ", file, mark.line, mark.col);
+    else
+        nj_buf_printf(&b, "%s: ", file);
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = nj_xmalloc((size_t)n + 1);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    nj_buf_puts(&b, msg);
+    free(msg);
+    NJ_PUSH(diags->items, diags->len, diags->cap, nj_buf_detach(&b));
+    nj_buf_release(&b);
+}
+
+const char *nj_suggest(const char *word, const char *const *candidates, size_t n)
+{
+    size_t len = strlen(word);
+    size_t limit = (len + 1) / 3 > 1 ? (len + 1) / 3 : 1;
+    const char *best = NULL;
+    size_t best_distance = limit + 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = nj_edit_distance(word, candidates[i]);
+        if (d < best_distance) {
+            best = candidates[i];
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
+/* ---- the loader ------------------------------------------------------------ */
+
+/* retries, retry_delay, retry_delay_max, timeout as given in `defaults:` or
+ * in a stage; has_* say whether the file set them. */
+typedef struct settings {
+    int has_retries, has_retry_delay, has_retry_delay_max, has_timeout;
+    int retries;
+    int64_t retry_delay_ms, retry_delay_max_ms, timeout_ms;
+} settings;
+
+/* A string that may hold templates, checked in pass 2. */
+typedef struct site {
+    yaml_node_t *node; /* the scalar, for its text and position */
+    const char *where; /* the key it came from: "cmd", "deps", "env", ... */
+    int is_path;       /* paths may only use params and ds */
+} site;
+
+/* Scratch data for one stage, parallel to p->stages. */
+typedef struct stage_extra {
+    settings set;
+    site *sites;
+    size_t nsites, sites_cap;
+    size_t deps_cap, outs_cap, needs_cap, params_cap, code_cap, uses_cap, env_cap;
+    char *prefix; /* "stage 'train': " for messages */
+} stage_extra;
+
+typedef struct diag {
+    nj_mark mark;
+    size_t seq; /* keeps report order among equal positions */
+    char *msg;
+} diag;
+
+typedef struct loader {
+    const char *file;
+    yaml_document_t doc;
+    nj_pipeline *p;
+    stage_extra *extra;
+    size_t stages_cap, extra_cap, params_cap;
+    settings defaults;
+    char *workspace; /* as written */
+    diag *diags;
+    size_t ndiags, diags_cap;
+} loader;
+
+static void report(loader *L, nj_mark mark, const char *fmt, ...) NJ_PRINTF(3, 4);
+static void report(loader *L, nj_mark mark, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = nj_xmalloc((size_t)n + 1);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    diag d = {mark, L->ndiags, msg};
+    NJ_PUSH(L->diags, L->ndiags, L->diags_cap, d);
+}
+
+static int diag_cmp(const void *a, const void *b)
+{
+    const diag *x = a, *y = b;
+    if (x->mark.line != y->mark.line) return x->mark.line < y->mark.line ? -1 : 1;
+    if (x->mark.col != y->mark.col) return x->mark.col < y->mark.col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* ---- YAML helpers ---------------------------------------------------------- */
+
+static nj_mark mark_of(const yaml_node_t *node)
+{
+    nj_mark m = {(int)node->start_mark.line + 1, (int)node->start_mark.column + 1};
+    return m;
+}
+
+static yaml_node_t *node_at(loader *L, int index)
+{
+    return yaml_document_get_node(&L->doc, index);
+}
+
+static const char *text_of(const yaml_node_t *node)
+{
+    return (const char *)node->data.scalar.value;
+}
+
+/* A plain empty, "~" or "null" scalar: YAML's null. */
+static int is_null(const yaml_node_t *node)
+{
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = text_of(node);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+static int is_string(const yaml_node_t *node)
+{
+    return node->type == YAML_SCALAR_NODE && !is_null(node);
+}
+
+/* Where to point at a bad value: an empty value has no useful position of its
+ * own, so point at its key. */
+static nj_mark value_mark(const yaml_node_t *key, const yaml_node_t *value)
+{
+    return is_null(value) ? mark_of(key) : mark_of(value);
+}
+
+/* The position of byte `offset` of a scalar's text, when it can be mapped to
+ * the source: a one-line scalar whose source span matches its text (plain, or
+ * quoted without escapes). Otherwise the scalar's own position. */
+static nj_mark mark_in_scalar(const yaml_node_t *node, size_t offset)
+{
+    nj_mark m = mark_of(node);
+    yaml_mark_t s = node->start_mark, e = node->end_mark;
+    size_t len = node->data.scalar.length;
+    if (s.line != e.line || e.column < s.column) return m;
+    size_t span = e.column - s.column;
+    yaml_scalar_style_t style = node->data.scalar.style;
+    if (style == YAML_PLAIN_SCALAR_STYLE && span == len)
+        m.col += (int)offset;
+    else if ((style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+              style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
+             span == len + 2)
+        m.col += (int)offset + 1;
+    return m;
+}
+
+static int name_ok(const char *s, const char *extra)
+{
+    if (!*s) return 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || strchr(extra, c)))
+            return 0;
+    }
+    return 1;
+}
+
+/* " (did you mean 'x'?)" or "", in a static buffer for one format call. */
+static const char *did_you_mean(const char *word, const char *const *candidates, size_t n)
+{
+    static char hint[300];
+    const char *s = nj_suggest(word, candidates, n);
+    if (!s) return "";
+    snprintf(hint, sizeof(hint), " (did you mean '%s'?)", s);
+    return hint;
+}
+
+/* ---- walking a mapping against a key table ------------------------------------ */
+
+/* What a key parser works on. `stage` is an index into p->stages (when in a
+ * stage); `set` the settings of defaults or of that stage. */
+typedef struct target {
+    loader *L;
+    const char *prefix; /* "", "defaults: " or "stage 'train': " */
+    settings *set;
+    size_t stage;
+} target;
+
+typedef void (*key_fn)(target *t, yaml_node_t *key, yaml_node_t *value);
+
+typedef struct key_rule {
+    const char *name;
+    int required;
+    key_fn parse;
+} key_rule;
+
+#define MAX_RULES 32
+
+/* Checks the key of pair `i` of `map`: it must be a scalar and not repeat an
+ * earlier key. Returns its text, or NULL after reporting. */
+static const char *pair_key(target *t, yaml_node_t *map, size_t i)
+{
+    loader *L = t->L;
+    yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
+    yaml_node_t *key = node_at(L, pairs[i].key);
+    if (key->type != YAML_SCALAR_NODE) {
+        report(L, mark_of(key), "%skeys must be strings", t->prefix);
+        return NULL;
+    }
+    for (size_t j = 0; j < i; j++) {
+        yaml_node_t *other = node_at(L, pairs[j].key);
+        if (other->type == YAML_SCALAR_NODE && strcmp(text_of(other), text_of(key)) == 0) {
+            report(L, mark_of(key), "%sduplicate key '%s'", t->prefix, text_of(key));
+            return NULL;
+        }
+    }
+    return text_of(key);
+}
+
+static size_t pair_count(const yaml_node_t *map)
+{
+    return (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+}
+
+static size_t item_count(const yaml_node_t *seq)
+{
+    return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+}
+
+static void walk_mapping(target *t, yaml_node_t *map, const key_rule *rules, size_t nrules,
+                         nj_mark missing_at)
+{
+    loader *L = t->L;
+    const char *names[MAX_RULES];
+    unsigned char seen[MAX_RULES] = {0};
+    if (nrules > MAX_RULES) NJ_BUG("too many keys in a table (%zu)", nrules);
+    for (size_t r = 0; r < nrules; r++)
+        names[r] = rules[r].name;
+    size_t n = pair_count(map);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pair_key(t, map, i);
+        if (!name) continue;
+        yaml_node_t *key = node_at(L, map->data.mapping.pairs.start[i].key);
+        yaml_node_t *value = node_at(L, map->data.mapping.pairs.start[i].value);
+        size_t r = 0;
+        while (r < nrules && strcmp(rules[r].name, name) != 0)
+            r++;
+        if (r == nrules) {
+            report(L, mark_of(key), "%sunknown key '%s'%s", t->prefix, name,
+                   did_you_mean(name, names, nrules));
+            continue;
+        }
+        seen[r] = 1;
+        rules[r].parse(t, key, value);
+    }
+    for (size_t r = 0; r < nrules; r++)
+        if (rules[r].required && !seen[r])
+            report(L, missing_at, "%smissing required key '%s'", t->prefix, rules[r].name);
+}
+
+/* ---- settings shared by `defaults:` and stages ----------------------------------- */
+
+static void parse_retries(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    const char *s = is_string(value) ? text_of(value) : "";
+    long n = -1;
+    if (*s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 9) n = strtol(s, NULL, 10);
+    if (n < 0) {
+        report(t->L, value_mark(key, value), "%s'retries' must be a non-negative integer",
+               t->prefix);
+        return;
+    }
+    t->set->retries = (int)n;
+    t->set->has_retries = 1;
+}
+
+static int parse_duration_value(target *t, yaml_node_t *key, yaml_node_t *value, int64_t *ms)
+{
+    const char *name = text_of(key);
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'%s' must be a duration", t->prefix, name);
+        return -1;
+    }
+    if (strcmp(name, "timeout") == 0 && strcmp(text_of(value), "none") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    nj_err err = {0};
+    if (nj_duration_parse(text_of(value), ms, &err) < 0) {
+        report(t->L, mark_of(value), "%s'%s': %s", t->prefix, name, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void parse_retry_delay(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (parse_duration_value(t, key, value, &t->set->retry_delay_ms) == 0)
+        t->set->has_retry_delay = 1;
+}
+
+static void parse_retry_delay_max(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (parse_duration_value(t, key, value, &t->set->retry_delay_max_ms) == 0)
+        t->set->has_retry_delay_max = 1;
+}
+
+static void parse_timeout(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (parse_duration_value(t, key, value, &t->set->timeout_ms) == 0) t->set->has_timeout = 1;
+}
+
+/* ---- stage keys ---------------------------------------------------------------- */
+
+static nj_stage *stage_of(target *t)
+{
+    return &t->L->p->stages[t->stage];
+}
+
+static stage_extra *extra_of(target *t)
+{
+    return &t->L->extra[t->stage];
+}
+
+static void add_site(target *t, yaml_node_t *node, const char *where, int is_path)
+{
+    stage_extra *x = extra_of(t);
+    site s = {node, where, is_path};
+    NJ_PUSH(x->sites, x->nsites, x->sites_cap, s);
+}
+
+/* Calls `item` for each scalar of a sequence value; reports "'<key>' must be
+ * a list of <what>" at a value that is not a sequence, and at each item that
+ * is not a string. An empty value is an empty list. */
+static void each_string_item(target *t, yaml_node_t *key, yaml_node_t *value, const char *what,
+                             void (*item)(target *t, yaml_node_t *node))
+{
+    loader *L = t->L;
+    if (is_null(value)) return;
+    if (value->type != YAML_SEQUENCE_NODE) {
+        report(L, mark_of(value), "%s'%s' must be a list of %s", t->prefix, text_of(key), what);
+        return;
+    }
+    size_t n = item_count(value);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *node = node_at(L, value->data.sequence.items.start[i]);
+        if (!is_string(node)) {
+            report(L, mark_of(node), "%s'%s' must be a list of %s", t->prefix, text_of(key), what);
+            continue;
+        }
+        item(t, node);
+    }
+}
+
+static void parse_cmd(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_stage *s = stage_of(t);
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'cmd' must be a string", t->prefix);
+        return;
+    }
+    s->cmd = nj_xstrdup(text_of(value));
+    s->cmd_mark = mark_of(value);
+    add_site(t, value, "cmd", 0);
+}
+
+static void dep_item(target *t, yaml_node_t *node)
+{
+    nj_stage *s = stage_of(t);
+    nj_dep d = {nj_path_normalize(text_of(node)), mark_of(node)};
+    NJ_PUSH(s->deps, s->ndeps, extra_of(t)->deps_cap, d);
+    add_site(t, node, "deps", 1);
+}
+
+static void parse_deps(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_item(t, key, value, "paths", dep_item);
+}
+
+static void code_item(target *t, yaml_node_t *node)
+{
+    nj_stage *s = stage_of(t);
+    nj_ref r = {nj_path_normalize(text_of(node)), mark_of(node)};
+    NJ_PUSH(s->code, s->ncode, extra_of(t)->code_cap, r);
+    add_site(t, node, "code", 1);
+}
+
+static void parse_code(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_item(t, key, value, "paths", code_item);
+}
+
+static void needs_item(target *t, yaml_node_t *node)
+{
+    nj_stage *s = stage_of(t);
+    for (size_t i = 0; i < s->nneeds; i++)
+        if (strcmp(s->needs[i].name, text_of(node)) == 0) return;
+    nj_ref r = {nj_xstrdup(text_of(node)), mark_of(node)};
+    NJ_PUSH(s->needs, s->nneeds, extra_of(t)->needs_cap, r);
+}
+
+static void parse_needs(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_item(t, key, value, "stage names", needs_item);
+}
+
+static void add_stage_param(target *t, const char *name, size_t len, nj_mark mark)
+{
+    nj_stage *s = stage_of(t);
+    for (size_t i = 0; i < s->nparams; i++)
+        if (strlen(s->params[i].name) == len && memcmp(s->params[i].name, name, len) == 0) return;
+    nj_ref r = {nj_xstrndup(name, len), mark};
+    NJ_PUSH(s->params, s->nparams, extra_of(t)->params_cap, r);
+}
+
+static void param_item(target *t, yaml_node_t *node)
+{
+    add_stage_param(t, text_of(node), strlen(text_of(node)), mark_of(node));
+}
+
+static void parse_stage_params(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_item(t, key, value, "param names", param_item);
+}
+
+/* Iterates the pairs of a mapping of names to scalars (outs, env): reports a
+ * value that is not a mapping and each value that is not a string. */
+static void each_string_pair(target *t, yaml_node_t *key, yaml_node_t *value, const char *what,
+                             void (*pair)(target *t, yaml_node_t *k, yaml_node_t *v))
+{
+    loader *L = t->L;
+    if (is_null(value)) return;
+    if (value->type != YAML_MAPPING_NODE) {
+        report(L, mark_of(value), "%s'%s' must be a mapping of names to %s", t->prefix,
+               text_of(key), what);
+        return;
+    }
+    size_t n = pair_count(value);
+    for (size_t i = 0; i < n; i++) {
+        if (!pair_key(t, value, i)) continue;
+        yaml_node_t *k = node_at(L, value->data.mapping.pairs.start[i].key);
+        yaml_node_t *v = node_at(L, value->data.mapping.pairs.start[i].value);
+        if (!is_string(v)) {
+            report(L, value_mark(k, v), "%s'%s' must be a mapping of names to %s", t->prefix,
+                   text_of(key), what);
+            continue;
+        }
+        pair(t, k, v);
+    }
+}
+
+/* An output path must stay inside the pipeline directory: not absolute, not
+ * climbing out, not the directory itself. */
+static int out_path_ok(const char *normalized)
+{
+    return normalized[0] != '/' && !nj_path_escapes(normalized) && strcmp(normalized, ".") != 0;
+}
+
+static void out_pair(target *t, yaml_node_t *k, yaml_node_t *v)
+{
+    nj_stage *s = stage_of(t);
+    const char *name = text_of(k);
+    if (!name_ok(name, ""))
+        report(t->L, mark_of(k), "%sinvalid output name '%s' (use letters, digits, '_')", t->prefix,
+               name);
+    char *path = nj_path_normalize(text_of(v));
+    if (path[0] == '/')
+        report(t->L, mark_of(v), "%soutput path '%s' must be relative to the pipeline directory",
+               t->prefix, text_of(v));
+    else if (!out_path_ok(path))
+        report(t->L, mark_of(v), "%soutput path '%s' escapes the pipeline directory", t->prefix,
+               text_of(v));
+    nj_out o = {nj_xstrdup(name), path, mark_of(v)};
+    NJ_PUSH(s->outs, s->nouts, extra_of(t)->outs_cap, o);
+    add_site(t, v, "outs", 1);
+}
+
+static void parse_outs(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_pair(t, key, value, "paths", out_pair);
+}
+
+static void env_pair(target *t, yaml_node_t *k, yaml_node_t *v)
+{
+    nj_stage *s = stage_of(t);
+    const char *name = text_of(k);
+    if (!name_ok(name, "") || (name[0] >= '0' && name[0] <= '9'))
+        report(t->L, mark_of(k), "%sinvalid env name '%s' (use letters, digits, '_')", t->prefix,
+               name);
+    nj_param e = {.name = nj_xstrdup(name), .value = nj_xstrdup(text_of(v)), .mark = mark_of(v)};
+    NJ_PUSH(s->env, s->nenv, extra_of(t)->env_cap, e);
+    add_site(t, v, "env", 0);
+}
+
+static void parse_env(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_pair(t, key, value, "scalars", env_pair);
+}
+
+static void parse_workdir(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_stage *s = stage_of(t);
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'workdir' must be a path", t->prefix);
+        return;
+    }
+    char *path = nj_path_normalize(text_of(value));
+    if (path[0] == '/')
+        report(t->L, mark_of(value), "%sworkdir '%s' must be relative to the pipeline directory",
+               t->prefix, text_of(value));
+    else if (nj_path_escapes(path))
+        report(t->L, mark_of(value), "%sworkdir '%s' escapes the pipeline directory", t->prefix,
+               text_of(value));
+    if (strcmp(path, ".") == 0) {
+        free(path); /* the pipeline directory itself */
+        return;
+    }
+    free(s->workdir);
+    s->workdir = path;
+    add_site(t, value, "workdir", 1);
+}
+
+/* Later issues add keys here (partitioned, metrics, gate, snapshot...). */
+static const key_rule stage_keys[] = {
+    {"cmd", 1, parse_cmd},
+    {"deps", 0, parse_deps},
+    {"outs", 0, parse_outs},
+    {"needs", 0, parse_needs},
+    {"params", 0, parse_stage_params},
+    {"code", 0, parse_code},
+    {"env", 0, parse_env},
+    {"retries", 0, parse_retries},
+    {"retry_delay", 0, parse_retry_delay},
+    {"retry_delay_max", 0, parse_retry_delay_max},
+    {"timeout", 0, parse_timeout},
+    {"workdir", 0, parse_workdir},
+};
+
+static const key_rule defaults_keys[] = {
+    {"retries", 0, parse_retries},
+    {"retry_delay", 0, parse_retry_delay},
+    {"retry_delay_max", 0, parse_retry_delay_max},
+    {"timeout", 0, parse_timeout},
+};
+
+/* ---- top-level keys ------------------------------------------------------------- */
+
+static void parse_name(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "'pipeline' must be a string");
+        return;
+    }
+    free(t->L->p->name);
+    t->L->p->name = nj_xstrdup(text_of(value));
+}
+
+static void parse_workspace(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "'workspace' must be a path");
+        return;
+    }
+    free(t->L->workspace);
+    t->L->workspace = nj_xstrdup(text_of(value));
+}
+
+static void parse_params(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    loader *L = t->L;
+    nj_pipeline *p = L->p;
+    if (is_null(value)) return;
+    if (value->type != YAML_MAPPING_NODE) {
+        report(L, value_mark(key, value), "'params' must be a mapping");
+        return;
+    }
+    size_t n = pair_count(value);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pair_key(t, value, i);
+        if (!name) continue;
+        yaml_node_t *k = node_at(L, value->data.mapping.pairs.start[i].key);
+        yaml_node_t *v = node_at(L, value->data.mapping.pairs.start[i].value);
+        if (!name_ok(name, "-"))
+            report(L, mark_of(k), "invalid param name '%s' (use letters, digits, '_', '-')", name);
+        nj_param prm = {.name = nj_xstrdup(name), .mark = value_mark(k, v)};
+        if (v->type == YAML_SCALAR_NODE) {
+            prm.value = nj_xstrdup(text_of(v));
+        } else if (v->type == YAML_SEQUENCE_NODE) {
+            nj_buf joined;
+            nj_buf_init(&joined);
+            prm.is_list = 1;
+            size_t m = item_count(v);
+            for (size_t j = 0; j < m; j++) {
+                yaml_node_t *item = node_at(L, v->data.sequence.items.start[j]);
+                if (item->type != YAML_SCALAR_NODE) {
+                    report(L, mark_of(item), "param '%s' must be a scalar or a list of scalars",
+                           name);
+                    continue;
+                }
+                nj_strs_push(&prm.items, text_of(item));
+                if (joined.len) nj_buf_putc(&joined, ' ');
+                nj_buf_puts(&joined, text_of(item));
+            }
+            prm.value = nj_buf_detach(&joined);
+            nj_buf_release(&joined);
+        } else {
+            report(L, mark_of(v), "param '%s' must be a scalar or a list of scalars", name);
+            prm.value = nj_xstrdup("");
+        }
+        NJ_PUSH(p->params, p->nparams, L->params_cap, prm);
+    }
+}
+
+static void parse_defaults(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (is_null(value)) return;
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, mark_of(value), "'defaults' must be a mapping");
+        return;
+    }
+    target d = {t->L, "defaults: ", &t->L->defaults, 0};
+    walk_mapping(&d, value, defaults_keys, sizeof(defaults_keys) / sizeof(defaults_keys[0]),
+                 mark_of(key));
+}
+
+static void parse_stages(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    loader *L = t->L;
+    nj_pipeline *p = L->p;
+    if (is_null(value) || (value->type == YAML_MAPPING_NODE && pair_count(value) == 0)) {
+        report(L, mark_of(key), "'stages' must not be empty");
+        return;
+    }
+    if (value->type != YAML_MAPPING_NODE) {
+        report(L, mark_of(value), "'stages' must be a mapping");
+        return;
+    }
+    size_t n = pair_count(value);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pair_key(t, value, i);
+        if (!name) continue;
+        yaml_node_t *k = node_at(L, value->data.mapping.pairs.start[i].key);
+        yaml_node_t *v = node_at(L, value->data.mapping.pairs.start[i].value);
+        if (!name_ok(name, ".-"))
+            report(L, mark_of(k), "invalid stage name '%s' (use letters, digits, '_', '-', '.')",
+                   name);
+        /* p->stages and L->extra grow together, index for index. */
+        nj_stage s = {.name = nj_xstrdup(name), .mark = mark_of(k)};
+        NJ_PUSH(p->stages, p->nstages, L->stages_cap, s);
+        stage_extra x0 = {.prefix = nj_xasprintf("stage '%s': ", name)};
+        size_t nextra = p->nstages - 1;
+        NJ_PUSH(L->extra, nextra, L->extra_cap, x0);
+        stage_extra *x = &L->extra[p->nstages - 1];
+        if (v->type != YAML_MAPPING_NODE) {
+            report(L, value_mark(k, v), "stage '%s' must be a mapping", name);
+            continue;
+        }
+        target st = {L, x->prefix, &x->set, p->nstages - 1};
+        walk_mapping(&st, v, stage_keys, sizeof(stage_keys) / sizeof(stage_keys[0]), mark_of(k));
+    }
+}
+
+/* Later issues add cache, partition, publish. */
+static const key_rule top_keys[] = {
+    {"pipeline", 1, parse_name},     {"workspace", 0, parse_workspace}, {"params", 0, parse_params},
+    {"defaults", 0, parse_defaults}, {"stages", 1, parse_stages},
+};
+
+/* ---- pass 2: references ------------------------------------------------------- */
+
+static const char **stage_names(const nj_pipeline *p)
+{
+    const char **names = nj_xcalloc(p->nstages, sizeof(*names));
+    for (size_t i = 0; i < p->nstages; i++)
+        names[i] = p->stages[i].name;
+    return names;
+}
+
+static const char **param_names(const nj_pipeline *p)
+{
+    const char **names = nj_xcalloc(p->nparams, sizeof(*names));
+    for (size_t i = 0; i < p->nparams; i++)
+        names[i] = p->params[i].name;
+    return names;
+}
+
+static const char **out_names(const nj_stage *s)
+{
+    const char **names = nj_xcalloc(s->nouts, sizeof(*names));
+    for (size_t i = 0; i < s->nouts; i++)
+        names[i] = s->outs[i].name;
+    return names;
+}
+
+static nj_param *find_param_n(const nj_pipeline *p, const char *name, size_t len)
+{
+    for (size_t i = 0; i < p->nparams; i++)
+        if (strlen(p->params[i].name) == len && memcmp(p->params[i].name, name, len) == 0)
+            return &p->params[i];
+    return NULL;
+}
+
+static size_t find_stage_n(const nj_pipeline *p, const char *name, size_t len)
+{
+    for (size_t i = 0; i < p->nstages; i++)
+        if (strlen(p->stages[i].name) == len && memcmp(p->stages[i].name, name, len) == 0) return i;
+    return p->nstages;
+}
+
+static nj_out *find_out_n(const nj_stage *s, const char *name, size_t len)
+{
+    for (size_t i = 0; i < s->nouts; i++)
+        if (strlen(s->outs[i].name) == len && memcmp(s->outs[i].name, name, len) == 0)
+            return &s->outs[i];
+    return NULL;
+}
+
+typedef struct site_scan {
+    target *t;
+    const site *site;
+    size_t next; /* offset just past the last expression seen */
+} site_scan;
+
+/* Reports `msg` about a {{...}} whose name (`len` bytes at `name`) is unknown,
+ * with a suggestion among `candidates`. */
+static void report_unknown_name(site_scan *sc, nj_mark at, const char *what, const char *name,
+                                size_t len, const char *expr, size_t expr_len,
+                                const char **candidates, size_t n)
+{
+    char *word = nj_xstrndup(name, len);
+    report(sc->t->L, at, "%s%s '%s' in '{{%.*s}}'%s", sc->t->prefix, what, word, (int)expr_len,
+           expr, did_you_mean(word, candidates, n));
+    free(word);
+}
+
+static int check_expr(void *arg, const char *expr, size_t len, size_t offset)
+{
+    site_scan *sc = arg;
+    target *t = sc->t;
+    loader *L = t->L;
+    nj_pipeline *p = L->p;
+    const char *text = text_of(sc->site->node);
+    nj_mark at = mark_in_scalar(sc->site->node, offset);
+    const char *end = expr + len;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    sc->next = (size_t)(end + 2 - text);
+
+    nj_expr e;
+    if (nj_template_parse_expr(expr, len, &e, NULL) < 0) {
+        report(L, at, "%sunknown template expression '{{%.*s}}'", t->prefix, (int)len, expr);
+        return 0;
+    }
+    if (sc->site->is_path && (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT)) {
+        report(L, at, "%s'{{%.*s}}' is not allowed in %s (only params and ds)", t->prefix, (int)len,
+               expr, sc->site->where);
+        return 0;
+    }
+    nj_stage *self = &p->stages[t->stage];
+    switch (e.kind) {
+    case NJ_EXPR_PARAM:
+        if (find_param_n(p, e.name, e.name_len)) {
+            add_stage_param(t, e.name, e.name_len, at);
+        } else {
+            char *word = nj_xstrndup(e.name, e.name_len);
+            const char **names = param_names(p);
+            report(L, at, "%sunknown param '%s'%s", t->prefix, word,
+                   did_you_mean(word, names, p->nparams));
+            free(names);
+            free(word);
+        }
+        break;
+    case NJ_EXPR_OUT:
+        if (!find_out_n(self, e.name, e.name_len)) {
+            const char **names = out_names(self);
+            report_unknown_name(sc, at, "unknown output", e.name, e.name_len, expr, len, names,
+                                self->nouts);
+            free(names);
+        }
+        break;
+    case NJ_EXPR_STAGE_OUT: {
+        size_t i = find_stage_n(p, e.stage, e.stage_len);
+        if (i == p->nstages) {
+            const char **names = stage_names(p);
+            report_unknown_name(sc, at, "unknown stage", e.stage, e.stage_len, expr, len, names,
+                                p->nstages);
+            free(names);
+            break;
+        }
+        nj_stage *owner = &p->stages[i];
+        if (!find_out_n(owner, e.name, e.name_len)) {
+            char *what = nj_xasprintf("stage '%s' has no output", owner->name);
+            const char **names = out_names(owner);
+            report_unknown_name(sc, at, what, e.name, e.name_len, expr, len, names, owner->nouts);
+            free(names);
+            free(what);
+            break;
+        }
+        if (i == t->stage) break; /* same as {{outs.x}}: not a dependency */
+        for (size_t u = 0; u < self->nuses; u++)
+            if (strcmp(self->uses[u].name, owner->name) == 0) return 0;
+        nj_ref r = {nj_xstrdup(owner->name), at};
+        NJ_PUSH(self->uses, self->nuses, L->extra[t->stage].uses_cap, r);
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void check_site(target *t, const site *s)
+{
+    site_scan sc = {t, s, 0};
+    const char *text = text_of(s->node);
+    if (nj_template_scan(text, check_expr, &sc, NULL) == NJ_EFORMAT) {
+        const char *open = strstr(text + sc.next, "{{");
+        size_t offset = open ? (size_t)(open - text) : 0;
+        report(t->L, mark_in_scalar(s->node, offset), "%sunclosed '{{' in %s", t->prefix, s->where);
+    }
+}
+
+static void check_stage_refs(loader *L, size_t i)
+{
+    nj_pipeline *p = L->p;
+    nj_stage *s = &p->stages[i];
+    stage_extra *x = &L->extra[i];
+    target t = {L, x->prefix, &x->set, i};
+
+    const char **names = stage_names(p);
+    for (size_t k = 0; k < s->nneeds; k++)
+        if (find_stage_n(p, s->needs[k].name, strlen(s->needs[k].name)) == p->nstages)
+            report(L, s->needs[k].mark, "%sneeds unknown stage '%s'%s", x->prefix, s->needs[k].name,
+                   did_you_mean(s->needs[k].name, names, p->nstages));
+    free(names);
+
+    names = param_names(p);
+    for (size_t k = 0; k < s->nparams; k++)
+        if (!nj_pipeline_param(p, s->params[k].name))
+            report(L, s->params[k].mark, "%sunknown param '%s'%s", x->prefix, s->params[k].name,
+                   did_you_mean(s->params[k].name, names, p->nparams));
+    free(names);
+
+    /* Sites are in file order, so implicit params follow first use. */
+    for (size_t k = 0; k < x->nsites; k++)
+        check_site(&t, &x->sites[k]);
+}
+
+/* Two stages must not write the same path, nor one inside the other's output
+ * directory: the later stage (in file order) gets the diagnostic, once per
+ * output. */
+static void check_out_overlap(loader *L, size_t j)
+{
+    nj_pipeline *p = L->p;
+    nj_stage *b = &p->stages[j];
+    for (size_t k = 0; k < b->nouts; k++) {
+        const nj_out *o = &b->outs[k];
+        if (!out_path_ok(o->path)) continue;
+        int found = 0;
+        for (size_t i = 0; i < j && !found; i++) {
+            const nj_stage *a = &p->stages[i];
+            for (size_t m = 0; m < a->nouts && !found; m++) {
+                const nj_out *q = &a->outs[m];
+                if (!out_path_ok(q->path)) continue;
+                found = 1;
+                if (strcmp(o->path, q->path) == 0)
+                    report(L, o->mark, "%soutput '%s' is also written by stage '%s'",
+                           L->extra[j].prefix, o->path, a->name);
+                else if (nj_path_within(o->path, q->path))
+                    report(L, o->mark, "%soutput '%s' is inside output '%s' of stage '%s'",
+                           L->extra[j].prefix, o->path, q->path, a->name);
+                else if (nj_path_within(q->path, o->path))
+                    report(L, o->mark, "%soutput '%s' contains output '%s' of stage '%s'",
+                           L->extra[j].prefix, o->path, q->path, a->name);
+                else
+                    found = 0;
+            }
+        }
+    }
+}
+
+static void resolve_settings(loader *L, size_t i)
+{
+    nj_stage *s = &L->p->stages[i];
+    const settings *own = &L->extra[i].set, *def = &L->defaults;
+    s->retries = own->has_retries   ? own->retries
+                 : def->has_retries ? def->retries
+                                    : NJ_DEFAULT_RETRIES;
+    s->retry_delay_ms = own->has_retry_delay   ? own->retry_delay_ms
+                        : def->has_retry_delay ? def->retry_delay_ms
+                                               : NJ_DEFAULT_RETRY_DELAY_MS;
+    s->retry_delay_max_ms = own->has_retry_delay_max   ? own->retry_delay_max_ms
+                            : def->has_retry_delay_max ? def->retry_delay_max_ms
+                                                       : NJ_DEFAULT_RETRY_DELAY_MAX_MS;
+    s->timeout_ms = own->has_timeout   ? own->timeout_ms
+                    : def->has_timeout ? def->timeout_ms
+                                       : NJ_DEFAULT_TIMEOUT_MS;
+}
+
+/* ---- loading ------------------------------------------------------------------- */
+
+static void load_document(loader *L, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int ok = yaml_parser_load(&parser, &L->doc);
+    if (!ok) {
+        /* Reader errors (bad encoding) have no problem_mark; use the reader's. */
+        yaml_mark_t ym = parser.error == YAML_READER_ERROR ? parser.mark : parser.problem_mark;
+        nj_mark m = {(int)ym.line + 1, (int)ym.column + 1};
+        report(L, m, "syntax error: %s%s%s", parser.problem ? parser.problem : "invalid YAML",
+               parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        memset(&L->doc, 0, sizeof(L->doc));
+        return;
+    }
+    yaml_parser_delete(&parser);
+
+    yaml_node_t *root = yaml_document_get_root_node(&L->doc);
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        nj_mark m = root ? mark_of(root) : (nj_mark){1, 1};
+        report(L, m, "the pipeline file must be a mapping");
+    } else {
+        target t = {L, "", NULL, 0};
+        walk_mapping(&t, root, top_keys, sizeof(top_keys) / sizeof(top_keys[0]), mark_of(root));
+        for (size_t i = 0; i < L->p->nstages; i++) {
+            check_stage_refs(L, i);
+            check_out_overlap(L, i);
+            resolve_settings(L, i);
+        }
+    }
+    yaml_document_delete(&L->doc);
+}
+
+static void loader_release(loader *L)
+{
+    for (size_t i = 0; L->p && i < L->p->nstages; i++) {
+        free(L->extra[i].sites);
+        free(L->extra[i].prefix);
+    }
+    free(L->extra);
+    for (size_t i = 0; i < L->ndiags; i++)
+        free(L->diags[i].msg);
+    free(L->diags);
+    free(L->workspace);
+}
+
+int nj_pipeline_load(const char *path, nj_pipeline **out, nj_strs *diags, nj_err *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = nj_fs_read_file(path, &text, &len, NULL);
+    if (rc < 0) return nj_err_sys(err, -rc, "cannot read pipeline '%s'", path);
+
+    loader L = {.file = path};
+    L.p = nj_xcalloc(1, sizeof(*L.p));
+    L.p->file = nj_xstrdup(path);
+    char *dir = nj_path_dirname(path);
+    L.p->dir = nj_path_absolute(dir);
+    free(dir);
+
+    load_document(&L, text, len);
+    free(text);
+
+    nj_pipeline *p = L.p;
+    char *ws = nj_path_join(p->dir, L.workspace ? L.workspace : ".nightjar");
+    p->workspace = nj_path_normalize(ws);
+    free(ws);
+
+    if (L.ndiags > 0) {
+        qsort(L.diags, L.ndiags, sizeof(*L.diags), diag_cmp);
+        for (size_t i = 0; diags && i < L.ndiags; i++)
+            nj_diag_add(diags, path, L.diags[i].mark, "%s", L.diags[i].msg);
+        rc = nj_err_set(err, NJ_EPIPELINE, "%zu problem%s in '%s'", L.ndiags,
+                        L.ndiags == 1 ? "" : "s", path);
+        loader_release(&L);
+        nj_pipeline_free(p);
+        return rc;
+    }
+    loader_release(&L);
+    *out = p;
+    return 0;
+}
+
+/* ---- the model ----------------------------------------------------------------- */
+
+static void param_release(nj_param *prm)
+{
+    free(prm->name);
+    free(prm->value);
+    nj_strs_release(&prm->items);
+}
+
+static void refs_free(nj_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(refs[i].name);
+    free(refs);
+}
+
+void nj_pipeline_free(nj_pipeline *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->nstages; i++) {
+        nj_stage *s = &p->stages[i];
+        free(s->name);
+        free(s->cmd);
+        for (size_t k = 0; k < s->ndeps; k++)
+            free(s->deps[k].path);
+        free(s->deps);
+        for (size_t k = 0; k < s->nouts; k++) {
+            free(s->outs[k].name);
+            free(s->outs[k].path);
+        }
+        free(s->outs);
+        refs_free(s->needs, s->nneeds);
+        refs_free(s->params, s->nparams);
+        refs_free(s->code, s->ncode);
+        refs_free(s->uses, s->nuses);
+        for (size_t k = 0; k < s->nenv; k++)
+            param_release(&s->env[k]);
+        free(s->env);
+        free(s->workdir);
+    }
+    free(p->stages);
+    for (size_t i = 0; i < p->nparams; i++)
+        param_release(&p->params[i]);
+    free(p->params);
+    free(p->file);
+    free(p->dir);
+    free(p->name);
+    free(p->workspace);
+    free(p);
+}
+
+nj_stage *nj_pipeline_stage(const nj_pipeline *p, const char *name)
+{
+    size_t i = find_stage_n(p, name, strlen(name));
+    return i < p->nstages ? &p->stages[i] : NULL;
+}
+
+nj_out *nj_stage_out(const nj_stage *s, const char *name)
+{
+    return find_out_n(s, name, strlen(name));
+}
+
+nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name)
+{
+    return find_param_n(p, name, strlen(name));
+}
+
+size_t nj_pipeline_stage_index(const nj_pipeline *p, const nj_stage *s)
+{
+    if (s < p->stages || s >= p->stages + p->nstages) NJ_BUG("stage not in pipeline");
+    return (size_t)(s - p->stages);
+}
