@@ -1,0 +1,222 @@
+/* test_template.c - scanning and parsing {{ ... }}, rendering commands with
+ * shell quoting, output paths relative or absolute, date arithmetic. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nightjar/spec.h"
+#include "nightjar/template.h"
+#include "support.h"
+
+TestSuite(template, .init = nj_test_enter_tmpdir, .fini = nj_test_leave_tmpdir, .timeout = 10);
+
+static nj_pipeline *load_ok(const char *yaml)
+{
+    nj_strs diags = {0};
+    nj_err err = {0};
+    nj_pipeline *p = NULL;
+    nj_test_write("p.yaml", yaml);
+    cr_assert_eq(nj_pipeline_load("p.yaml", &p, &diags, &err), 0, "%s: %s", err.msg,
+                 diags.len ? diags.items[0] : "");
+    nj_strs_release(&diags);
+    return p;
+}
+
+static const char *demo = "pipeline: demo\n"
+                          "params:\n"
+                          "  l2: 0.1\n"
+                          "  evil: 'x; rm -rf ~'\n"
+                          "  quote: \"it's\"\n"
+                          "  airports: [ORD, 'New York']\n"
+                          "stages:\n"
+                          "  prepare:\n"
+                          "    cmd: prep {{outs.table}} {{outs.daily}}\n"
+                          "    outs: {table: data/table.csv, daily: 'data/{{ds}}/day.csv'}\n"
+                          "  train:\n"
+                          "    cmd: train --in {{stages.prepare.outs.table}} --out {{outs.model}}\n"
+                          "    params: [l2, evil, quote, airports]\n"
+                          "    outs: {model: models/model.bin}\n";
+
+/* Renders `tmpl` for stage `stage` of p, asserting success; caller frees. */
+static char *render(const nj_pipeline *p, const char *stage, const char *tmpl, const char *ds,
+                    int quote, int absolute)
+{
+    nj_render_ctx ctx = {p, stage ? nj_pipeline_stage(p, stage) : NULL, ds, quote, absolute};
+    nj_err err = {0};
+    char *out = NULL;
+    cr_assert_eq(nj_template_render(tmpl, &ctx, &out, &err), 0, "%s: %s", tmpl, err.msg);
+    return out;
+}
+
+#define ASSERT_RENDERS(p, stage, tmpl, ds, quote, want)                                            \
+    do {                                                                                           \
+        char *got_ = render(p, stage, tmpl, ds, quote, 0);                                         \
+        cr_assert_str_eq(got_, want, "%s", tmpl);                                                  \
+        free(got_);                                                                                \
+    } while (0)
+
+struct seen {
+    char exprs[4][32];
+    size_t offsets[4];
+    size_t n;
+    int stop_after;
+};
+
+static int record(void *arg, const char *expr, size_t len, size_t offset)
+{
+    struct seen *s = arg;
+    snprintf(s->exprs[s->n], sizeof(s->exprs[0]), "%.*s", (int)len, expr);
+    s->offsets[s->n++] = offset;
+    return s->n == (size_t)s->stop_after ? 42 : 0;
+}
+
+Test(template, scan_visits_trimmed_expressions_with_offsets)
+{
+    struct seen s = {.stop_after = 0};
+    cr_assert_eq(nj_template_scan("a {{ x }} b {{y}}{{ '}}' }}", record, &s, NULL), 0);
+    cr_assert_eq(s.n, 3);
+    cr_assert_str_eq(s.exprs[0], "x");
+    cr_assert_eq(s.offsets[0], 2);
+    cr_assert_str_eq(s.exprs[1], "y");
+    cr_assert_eq(s.offsets[1], 12);
+    cr_assert_str_eq(s.exprs[2], "'}}'", "a quoted literal may contain braces");
+
+    struct seen stop = {.stop_after = 1};
+    cr_assert_eq(nj_template_scan("{{a}} {{b}}", record, &stop, NULL), 42);
+    cr_assert_eq(stop.n, 1);
+}
+
+Test(template, scan_reports_unclosed_braces)
+{
+    struct seen s = {.stop_after = 0};
+    nj_err err = {0};
+    cr_assert_eq(nj_template_scan("ok {{a}} {{ b", record, &s, &err), NJ_EFORMAT);
+    cr_assert_str_eq(err.msg, "unclosed '{{' at offset 9");
+    cr_assert_eq(s.n, 1);
+}
+
+Test(template, parses_every_expression_form)
+{
+    nj_expr e;
+    cr_assert_eq(nj_template_parse_expr("params.l2", 9, &e, NULL), 0);
+    cr_assert_eq(e.kind, NJ_EXPR_PARAM);
+    cr_assert_eq(e.name_len, 2);
+    cr_assert_eq(strncmp(e.name, "l2", 2), 0);
+
+    const char *so = "stages.fetch.v2.outs.table";
+    cr_assert_eq(nj_template_parse_expr(so, strlen(so), &e, NULL), 0);
+    cr_assert_eq(e.kind, NJ_EXPR_STAGE_OUT);
+    cr_assert_eq(e.stage_len, 8, "stage names may contain dots");
+    cr_assert_eq(strncmp(e.stage, "fetch.v2", 8), 0);
+    cr_assert_eq(strncmp(e.name, "table", e.name_len), 0);
+
+    cr_assert_eq(nj_template_parse_expr("ds - 2w", 7, &e, NULL), 0);
+    cr_assert_eq(e.kind, NJ_EXPR_DS);
+    cr_assert_eq(e.day_offset, -14);
+    cr_assert_eq(e.nodash, 0);
+    cr_assert_eq(nj_template_parse_expr("ds_nodash+3d", 12, &e, NULL), 0);
+    cr_assert_eq(e.nodash, 1);
+    cr_assert_eq(e.day_offset, 3);
+    cr_assert_eq(nj_template_parse_expr("'{{'", 4, &e, NULL), 0);
+    cr_assert_eq(e.kind, NJ_EXPR_LITERAL);
+    cr_assert_eq(e.name_len, 2);
+
+    nj_err err = {0};
+    const char *bad[] = {"foo", "params.",        "params.a b", "outs.a-b",   "ds + 1x", "ds - d",
+                         "dsx", "stages.a.outs.", "stages..x",  "ds - 1d 2d", "'a'b'",   ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(nj_template_parse_expr(bad[i], strlen(bad[i]), &e, &err), NJ_EFORMAT,
+                     "'%s' should not parse", bad[i]);
+    nj_template_parse_expr("foo", 3, &e, &err);
+    cr_assert_str_eq(err.msg, "unknown template expression '{{foo}}'");
+}
+
+Test(template, shell_quotes_only_when_needed)
+{
+    nj_buf b;
+    nj_buf_init(&b);
+    nj_shell_quote(&b, "a-Z_0.9/x:y=z@%+,");
+    cr_assert_str_eq(b.data, "a-Z_0.9/x:y=z@%+,");
+    nj_buf_reset(&b);
+    nj_shell_quote(&b, "");
+    cr_assert_str_eq(b.data, "''");
+    nj_buf_reset(&b);
+    nj_shell_quote(&b, "x; rm -rf ~");
+    cr_assert_str_eq(b.data, "'x; rm -rf ~'");
+    nj_buf_reset(&b);
+    nj_shell_quote(&b, "it's $HOME");
+    cr_assert_str_eq(b.data, "'it'\\''s $HOME'");
+    nj_buf_release(&b);
+}
+
+Test(template, command_values_cannot_inject_shell_syntax)
+{
+    nj_pipeline *p = load_ok(demo);
+    ASSERT_RENDERS(p, "train", "run {{params.l2}} {{ params.evil }}", NULL, 1,
+                   "run 0.1 'x; rm -rf ~'");
+    ASSERT_RENDERS(p, "train", "run {{params.quote}}", NULL, 1, "run 'it'\\''s'");
+    ASSERT_RENDERS(p, "train", "run {{params.airports}}", NULL, 1, "run ORD 'New York'");
+    /* unquoted (env values, paths): the text as is, list items joined by spaces */
+    ASSERT_RENDERS(p, "train", "{{params.evil}}", NULL, 0, "x; rm -rf ~");
+    ASSERT_RENDERS(p, "train", "{{params.airports}}", NULL, 0, "ORD New York");
+    /* a literal is template text, never quoted */
+    ASSERT_RENDERS(p, "train", "echo {{ '{{' }}x}}", NULL, 1, "echo {{x}}");
+    ASSERT_RENDERS(p, "train", "plain } and { braces", NULL, 1, "plain } and { braces");
+    nj_pipeline_free(p);
+}
+
+Test(template, output_paths_relative_or_absolute)
+{
+    nj_pipeline *p = load_ok(demo);
+    char *cmd = nj_pipeline_stage(p, "train")->cmd;
+    ASSERT_RENDERS(p, "train", cmd, NULL, 1, "train --in data/table.csv --out models/model.bin");
+    char *abs = render(p, "train", cmd, NULL, 1, 1);
+    char *want =
+        nj_xasprintf("train --in %s/data/table.csv --out %s/models/model.bin", p->dir, p->dir);
+    cr_assert_str_eq(abs, want);
+    free(abs);
+    free(want);
+    /* an output path holding {{ds}} is rendered too */
+    ASSERT_RENDERS(p, "prepare", "{{outs.daily}}", "2024-03-01", 1, "data/2024-03-01/day.csv");
+    nj_pipeline_free(p);
+}
+
+Test(template, logical_date_and_arithmetic)
+{
+    nj_pipeline *p = load_ok(demo);
+    ASSERT_RENDERS(p, "train", "{{ds}}", "2024-03-01", 1, "2024-03-01");
+    ASSERT_RENDERS(p, "train", "{{ds_nodash}}", "2024-03-01", 1, "20240301");
+    ASSERT_RENDERS(p, "train", "{{ds - 1d}}", "2024-03-01", 1, "2024-02-29");
+    ASSERT_RENDERS(p, "train", "{{ds + 7d}}", "2024-03-01", 1, "2024-03-08");
+    ASSERT_RENDERS(p, "train", "{{ds - 2w}}", "2024-03-01", 1, "2024-02-16");
+    ASSERT_RENDERS(p, "train", "{{ds_nodash - 1d}}", "2024-01-01", 1, "20231231");
+    ASSERT_RENDERS(p, "train", "{{ds-1d}}..{{ds}}", "2023-03-01", 1, "2023-02-28..2023-03-01");
+    nj_pipeline_free(p);
+}
+
+Test(template, render_errors_name_the_expression)
+{
+    nj_pipeline *p = load_ok(demo);
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0};
+    nj_err err = {0};
+    char *out = (char *)1;
+    cr_assert_eq(nj_template_render("x {{ds}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "no logical date to render '{{ds}}'");
+    cr_assert_null(out);
+    cr_assert_eq(nj_template_render("{{foo}}", &ctx, &out, &err), NJ_EFORMAT);
+    cr_assert_str_eq(err.msg, "unknown template expression '{{foo}}'");
+    cr_assert_eq(nj_template_render("{{outs.nope}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "unknown output 'nope' in '{{outs.nope}}'");
+    cr_assert_eq(nj_template_render("{{stages.x.outs.y}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "unknown stage 'x' in '{{stages.x.outs.y}}'");
+    cr_assert_eq(nj_template_render("{{ x", &ctx, &out, &err), NJ_EFORMAT);
+    /* a stage may only see the params it lists (they are part of its key) */
+    ctx.stage = nj_pipeline_stage(p, "prepare");
+    cr_assert_eq(nj_template_render("{{params.l2}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "stage 'prepare' does not list param 'l2' used in '{{params.l2}}'");
+    ctx.ds = "2024-02-30";
+    cr_assert_eq(nj_template_render("{{ds}}", &ctx, &out, &err), NJ_EFORMAT);
+    cr_assert_str_eq(err.msg, "invalid date '2024-02-30' (expected YYYY-MM-DD)");
+    nj_pipeline_free(p);
+}
