@@ -538,7 +538,7 @@ int nj_manifest_scan(const char *dir, const nj_hash_cache *cache, nj_manifest *m
         if (cache && cache->store && tasks[k].stable && nj_file_sig_equal(&tasks[k].sig, &p->sig))
             cache->store(cache->ctx, p->full, &p->sig, &e->hash);
     }
-    qsort(m->items, m->len, sizeof(*m->items), compare_entries);
+    if (m->len > 1) qsort(m->items, m->len, sizeof(*m->items), compare_entries);
 done:
     for (size_t i = 0; i < w.nfiles; i++)
         free(w.files[i].full);
