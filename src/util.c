@@ -91,7 +91,7 @@ void nj_buf_release(nj_buf *b)
 void nj_buf_reset(nj_buf *b)
 {
     b->len = 0;
-    b->data[0] = '\0';
+    if (b->data) b->data[0] = '\0';
 }
 
 static void buf_reserve(nj_buf *b, size_t extra)
@@ -137,8 +137,9 @@ void nj_buf_printf(nj_buf *b, const char *fmt, ...)
 
 char *nj_buf_detach(nj_buf *b)
 {
-    char *s = b->data;
-    nj_buf_init(b);
+    char *s = b->data ? b->data : nj_xstrdup("");
+    b->data = NULL;
+    b->len = b->cap = 0;
     return s;
 }
 

@@ -42,7 +42,9 @@ void nj_buf_add(nj_buf *b, const void *data, size_t len);
 void nj_buf_puts(nj_buf *b, const char *s);
 void nj_buf_putc(nj_buf *b, char c);
 void nj_buf_printf(nj_buf *b, const char *fmt, ...) NJ_PRINTF(2, 3);
-char *nj_buf_detach(nj_buf *b);                  /* caller frees; b is re-initialised */
+/* Returns the contents (caller frees) and leaves b empty, owning no memory:
+ * it may be appended to again, or released. */
+char *nj_buf_detach(nj_buf *b);
 
 /* A list of owned strings. */
 typedef struct nj_strs {
