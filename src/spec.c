@@ -592,6 +592,10 @@ static void parse_name(target *t, yaml_node_t *key, yaml_node_t *value)
         report(t->L, value_mark(key, value), "'pipeline' must be a string");
         return;
     }
+    if (!*text_of(value)) {
+        report(t->L, mark_of(value), "'pipeline' must not be empty");
+        return;
+    }
     free(t->L->p->name);
     t->L->p->name = nj_xstrdup(text_of(value));
 }
