@@ -295,6 +295,16 @@ struct job {
     size_t begin, end;
     size_t failed; /* index of the first failure, or SIZE_MAX */
     nj_err err;
+    struct scheduler *sched;
+};
+
+/* Keeps at most one job per core in the pool: more would only make the
+ * hashing threads evict each other's buffers from cache, and would hold pool
+ * threads that the rest of the process may want. */
+struct scheduler {
+    uv_loop_t loop;
+    struct job *jobs;
+    size_t njobs, next;
 };
 
 static void run_job(struct job *j)
@@ -322,10 +332,22 @@ static void job_work(uv_work_t *req)
     run_job(req->data);
 }
 
+static void job_done(uv_work_t *req, int status);
+
+static void queue_next(struct scheduler *sc)
+{
+    while (sc->next < sc->njobs) {
+        struct job *j = &sc->jobs[sc->next++];
+        if (uv_queue_work(&sc->loop, &j->req, job_work, job_done) == 0) return;
+        run_job(j); /* cannot fail for a valid loop; stay correct anyway */
+    }
+}
+
 static void job_done(uv_work_t *req, int status)
 {
-    (void)req;
+    struct job *j = req->data;
     (void)status; /* never cancelled: nothing calls uv_cancel() */
+    queue_next(j->sched);
 }
 
 /* Hashes every task, in parallel when there is enough work. Returns 0 or the
@@ -352,13 +374,16 @@ static int hash_tasks(struct task *tasks, size_t n, nj_err *err)
         total += bytes;
     }
 
-    uv_loop_t loop;
-    int parallel = njobs > 1 && total >= JOB_BYTES && uv_loop_init(&loop) == 0;
+    struct scheduler sc = {.jobs = jobs, .njobs = njobs};
+    int parallel = njobs > 1 && total >= JOB_BYTES && uv_loop_init(&sc.loop) == 0;
     if (parallel) {
+        unsigned cores = uv_available_parallelism();
         for (size_t k = 0; k < njobs; k++)
-            if (uv_queue_work(&loop, &jobs[k].req, job_work, job_done) != 0) run_job(&jobs[k]);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        if (uv_loop_close(&loop) != 0) NJ_BUG("hash loop still busy after uv_run");
+            jobs[k].sched = &sc;
+        for (unsigned k = 0; k < (cores > 1 ? cores : 2); k++)
+            queue_next(&sc);
+        uv_run(&sc.loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&sc.loop) != 0) NJ_BUG("hash loop still busy after uv_run");
     } else {
         for (size_t k = 0; k < njobs; k++)
             run_job(&jobs[k]);
@@ -420,24 +445,16 @@ static int compare_entries(const void *a, const void *b)
     return strcmp(x->path, y->path);
 }
 
-/* A regular file found by the walk, waiting for its hash. */
-struct pending {
-    size_t entry;
-    char *full;
-    nj_file_sig sig;
-};
-
 struct walk {
     const char *root;
     nj_manifest *m;
-    struct pending *files;
-    size_t nfiles, cap;
 };
 
-static void push_entry(nj_manifest *m, char *rel, nj_entry_kind kind, uint64_t size)
+static nj_manifest_entry *push_entry(nj_manifest *m, char *rel, nj_entry_kind kind, uint64_t size)
 {
     nj_manifest_entry e = {.path = rel, .kind = kind, .size = size};
     NJ_PUSH(m->items, m->len, m->cap, e);
+    return &m->items[m->len - 1];
 }
 
 /* Adds everything beneath root/rel (rel is NULL for the root itself). */
@@ -467,18 +484,12 @@ static int walk_dir(struct walk *w, const char *rel, nj_err *err)
         if (lstat(full, &st) != 0) {
             rc = nj_err_sys(err, errno, "cannot stat '%s'", full);
             free(child);
-            free(full);
-            break;
-        }
-        if (S_ISREG(st.st_mode)) {
-            struct pending p = {.entry = w->m->len, .full = full};
-            nj_file_sig_from_stat(&st, &p.sig);
-            push_entry(w->m, child, (st.st_mode & S_IXUSR) ? NJ_ENTRY_EXEC : NJ_ENTRY_FILE,
-                       (uint64_t)st.st_size);
-            NJ_PUSH(w->files, w->nfiles, w->cap, p);
-            continue;
-        }
-        if (S_ISLNK(st.st_mode)) {
+        } else if (S_ISREG(st.st_mode)) {
+            nj_manifest_entry *e =
+                push_entry(w->m, child, (st.st_mode & S_IXUSR) ? NJ_ENTRY_EXEC : NJ_ENTRY_FILE,
+                           (uint64_t)st.st_size);
+            nj_file_sig_from_stat(&st, &e->sig);
+        } else if (S_ISLNK(st.st_mode)) {
             char target[4096];
             ssize_t n = readlink(full, target, sizeof(target));
             if (n < 0 || (size_t)n >= sizeof(target)) {
@@ -486,13 +497,11 @@ static int walk_dir(struct walk *w, const char *rel, nj_err *err)
                            : nj_err_set(err, -ENAMETOOLONG, "cannot read link '%s': target too long",
                                         full);
                 free(child);
-                free(full);
-                break;
+            } else {
+                nj_manifest_entry *e = push_entry(w->m, child, NJ_ENTRY_LINK, (uint64_t)n);
+                e->link_target = nj_xstrndup(target, (size_t)n);
+                nj_hash_buffer(target, (size_t)n, &e->hash);
             }
-            push_entry(w->m, child, NJ_ENTRY_LINK, (uint64_t)n);
-            nj_manifest_entry *e = &w->m->items[w->m->len - 1];
-            e->link_target = nj_xstrndup(target, (size_t)n);
-            nj_hash_buffer(target, (size_t)n, &e->hash);
         } else if (S_ISDIR(st.st_mode)) {
             rc = walk_dir(w, child, err);
             free(child);
@@ -509,42 +518,52 @@ static int walk_dir(struct walk *w, const char *rel, nj_err *err)
     return rc;
 }
 
-int nj_manifest_scan(const char *dir, const nj_hash_cache *cache, nj_manifest *m, nj_err *err)
+int nj_manifest_walk(const char *dir, nj_manifest *m, nj_err *err)
 {
     struct walk w = {.root = dir, .m = m};
     int rc = walk_dir(&w, NULL, err);
-    struct task *tasks = nj_xcalloc(w.nfiles ? w.nfiles : 1, sizeof(*tasks));
-    size_t *owner = nj_xcalloc(w.nfiles ? w.nfiles : 1, sizeof(*owner));
+    if (rc < 0) {
+        nj_manifest_release(m);
+        return rc;
+    }
+    if (m->len > 1) qsort(m->items, m->len, sizeof(*m->items), compare_entries);
+    return 0;
+}
+
+int nj_manifest_scan(const char *dir, const nj_hash_cache *cache, nj_manifest *m, nj_err *err)
+{
+    int rc = nj_manifest_walk(dir, m, err);
+    if (rc < 0) return rc;
+    struct task *tasks = nj_xcalloc(m->len ? m->len : 1, sizeof(*tasks));
+    size_t *owner = nj_xcalloc(m->len ? m->len : 1, sizeof(*owner));
+    char **full = nj_xcalloc(m->len ? m->len : 1, sizeof(*full));
     size_t ntasks = 0;
-    if (rc < 0) goto done;
 
     /* The cache answers on this thread; only the misses go to the pool. */
-    for (size_t i = 0; i < w.nfiles; i++) {
-        struct pending *p = &w.files[i];
-        nj_manifest_entry *e = &m->items[p->entry];
-        if (cache && cache->lookup && cache->lookup(cache->ctx, p->full, &p->sig, &e->hash))
+    for (size_t i = 0; i < m->len; i++) {
+        nj_manifest_entry *e = &m->items[i];
+        if (e->kind != NJ_ENTRY_FILE && e->kind != NJ_ENTRY_EXEC) continue;
+        full[i] = nj_path_join(dir, e->path);
+        if (cache && cache->lookup && cache->lookup(cache->ctx, full[i], &e->sig, &e->hash))
             continue;
-        tasks[ntasks] = (struct task){.path = p->full, .size_hint = p->sig.size};
+        tasks[ntasks] = (struct task){.path = full[i], .size_hint = e->sig.size};
         owner[ntasks++] = i;
     }
     rc = hash_tasks(tasks, ntasks, err);
-    if (rc < 0) goto done;
-    for (size_t k = 0; k < ntasks; k++) {
-        struct pending *p = &w.files[owner[k]];
-        nj_manifest_entry *e = &m->items[p->entry];
+    for (size_t k = 0; rc == 0 && k < ntasks; k++) {
+        nj_manifest_entry *e = &m->items[owner[k]];
         e->hash = tasks[k].hash;
         e->size = tasks[k].size;
-        /* Mode comes from the walk; keep the stat cache honest if it changed. */
-        if (cache && cache->store && tasks[k].stable && nj_file_sig_equal(&tasks[k].sig, &p->sig))
-            cache->store(cache->ctx, p->full, &p->sig, &e->hash);
+        /* The kind came from the walk's lstat; cache only if nothing moved since. */
+        if (cache && cache->store && tasks[k].stable && nj_file_sig_equal(&tasks[k].sig, &e->sig))
+            cache->store(cache->ctx, full[owner[k]], &e->sig, &e->hash);
     }
-    if (m->len > 1) qsort(m->items, m->len, sizeof(*m->items), compare_entries);
-done:
-    for (size_t i = 0; i < w.nfiles; i++)
-        free(w.files[i].full);
-    free(w.files);
+    for (size_t i = 0; i < m->len; i++)
+        free(full[i]);
+    free(full);
     free(tasks);
     free(owner);
+    if (rc < 0) nj_manifest_release(m);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "nightjar/fs.h"
 #include "nightjar/util.h"
@@ -373,42 +374,51 @@ static int put_fd(nj_store *s, int src, const char *src_name, int exec, nj_hash 
     return publish(s, fd, tmp, out, *size, exec, err);
 }
 
-int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size,
-                      nj_err *err)
+/* Stores the regular file at `path`: everything except the stat cache, so
+ * that it can run on a pool thread. *sig gets the file's signature when
+ * reading began and *stable whether a stat cache may record it. */
+static int put_path(nj_store *s, const char *path, nj_hash *out, uint64_t *size, nj_file_sig *sig,
+                    int *stable, nj_err *err)
 {
     int64_t start = wall_ns();
+    *stable = 0;
     int src = open(path, O_RDONLY | O_CLOEXEC);
     if (src < 0) return nj_err_sys(err, errno, "cannot open '%s'", path);
     struct stat st;
+    int rc;
+    if (fstat(src, &st) != 0) {
+        rc = nj_err_sys(err, errno, "cannot stat '%s'", path);
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = nj_err_set(err, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+                        "cannot store '%s': not a regular file", path);
+    } else {
+        rc = put_fd(s, src, path, (st.st_mode & S_IXUSR) != 0, out, size, err);
+        if (rc == 0) *stable = cacheable(&st, src, start, sig) && *size == sig->size;
+    }
+    close(src);
+    return rc;
+}
+
+int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size,
+                      nj_err *err)
+{
+    const nj_hash_cache *c = store->has_cache ? &store->cache : NULL;
     nj_file_sig sig;
     nj_hash h;
     uint64_t n = 0;
-    int rc = 0;
-    if (fstat(src, &st) != 0) {
-        rc = nj_err_sys(err, errno, "cannot stat '%s'", path);
-        goto done;
+    if (c && c->lookup && nj_file_sig_read(path, &sig, NULL) == 0 && S_ISREG(sig.mode) &&
+        c->lookup(c->ctx, path, &sig, &h) && has_sized(store, &h, sig.size)) {
+        *out = h;
+        if (size) *size = sig.size;
+        return 0; /* known and stored: nothing to read */
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = nj_err_set(err, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
-                        "cannot store '%s': not a regular file", path);
-        goto done;
-    }
-    nj_file_sig_from_stat(&st, &sig);
-    const nj_hash_cache *c = store->has_cache ? &store->cache : NULL;
-    if (c && c->lookup && c->lookup(c->ctx, path, &sig, &h) && has_sized(store, &h, sig.size)) {
-        n = sig.size;
-        goto found;
-    }
-    rc = put_fd(store, src, path, (st.st_mode & S_IXUSR) != 0, &h, &n, err);
-    if (rc < 0) goto done;
-    if (c && c->store && cacheable(&st, src, start, &sig) && n == sig.size)
-        c->store(c->ctx, path, &sig, &h);
-found:
+    int stable;
+    int rc = put_path(store, path, &h, &n, &sig, &stable, err);
+    if (rc < 0) return rc;
+    if (c && c->store && stable) c->store(c->ctx, path, &sig, &h);
     *out = h;
     if (size) *size = n;
-done:
-    close(src);
-    return rc;
+    return 0;
 }
 
 int nj_store_put_buffer(nj_store *store, const void *data, size_t len, nj_hash *out, nj_err *err)
@@ -428,13 +438,81 @@ int nj_store_put_buffer(nj_store *store, const void *data, size_t len, nj_hash *
     return publish(store, fd, tmp, out, len, 0, err);
 }
 
+/* put_tree stores files on the libuv thread pool, at most one per core at a
+ * time; the stat cache is only called from the after-work callbacks, which
+ * run on the calling thread. */
+struct put_batch;
+
+struct put_job {
+    uv_work_t req;
+    struct put_batch *batch;
+    char *full;
+    nj_manifest_entry *entry;
+    nj_file_sig sig;
+    int stable, code;
+    nj_err err;
+};
+
+struct put_batch {
+    uv_loop_t loop;
+    nj_store *store;
+    struct put_job *jobs;
+    size_t njobs, next;
+    int failed; /* stop queueing after the first failure */
+};
+
+static void put_work(uv_work_t *req)
+{
+    struct put_job *j = req->data;
+    nj_hash h;
+    uint64_t n = 0;
+    j->code = put_path(j->batch->store, j->full, &h, &n, &j->sig, &j->stable, &j->err);
+    if (j->code == 0) {
+        /* Store what is there now; the tree records what was stored. */
+        j->entry->hash = h;
+        j->entry->size = n;
+    }
+}
+
+static void put_done(uv_work_t *req, int status);
+
+static void queue_put(struct put_batch *b)
+{
+    while (!b->failed && b->next < b->njobs) {
+        struct put_job *j = &b->jobs[b->next++];
+        if (uv_queue_work(&b->loop, &j->req, put_work, put_done) == 0) return;
+        put_work(&j->req);
+        put_done(&j->req, 0);
+    }
+}
+
+static void put_done(uv_work_t *req, int status)
+{
+    struct put_job *j = req->data;
+    struct put_batch *b = j->batch;
+    const nj_hash_cache *c = &b->store->cache;
+    (void)status; /* never cancelled */
+    if (j->code < 0) b->failed = 1;
+    else if (b->store->has_cache && c->store && j->stable)
+        c->store(c->ctx, j->full, &j->sig, &j->entry->hash);
+    queue_put(b);
+}
+
 int nj_store_put_tree(nj_store *store, const char *dir, nj_hash *out, nj_err *err)
 {
+    const nj_hash_cache *c = store->has_cache ? &store->cache : NULL;
     nj_manifest m;
     nj_manifest_init(&m);
     nj_buf enc;
     nj_buf_init(&enc);
-    int rc = nj_manifest_scan(dir, store->has_cache ? &store->cache : NULL, &m, err);
+    struct put_batch b = {.store = store};
+    int rc = nj_manifest_walk(dir, &m, err);
+    if (rc < 0) goto done;
+    b.jobs = nj_xcalloc(m.len ? m.len : 1, sizeof(*b.jobs));
+
+    /* Files the stat cache knows and the store holds need no reading. The
+     * rest are hashed while they are copied (one pass each): a tree that
+     * is put is usually a stage's fresh output. */
     for (size_t i = 0; rc == 0 && i < m.len; i++) {
         nj_manifest_entry *e = &m.items[i];
         if (e->kind == NJ_ENTRY_LINK) {
@@ -442,25 +520,47 @@ int nj_store_put_tree(nj_store *store, const char *dir, nj_hash *out, nj_err *er
             rc = nj_store_put_buffer(store, e->link_target, e->size, &h, err);
             continue;
         }
-        if (e->kind == NJ_ENTRY_DIR || has_sized(store, &e->hash, e->size)) continue;
+        if (e->kind == NJ_ENTRY_DIR) continue;
         char *full = nj_path_join(dir, e->path);
-        int src = open(full, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (src < 0) {
-            rc = nj_err_sys(err, errno, "cannot open '%s'", full);
-        } else if (fstat(src, &st) != 0 || !S_ISREG(st.st_mode)) {
-            rc = nj_err_set(err, -EINVAL, "cannot store '%s': no longer a regular file", full);
-        } else {
-            /* Store what is there now; the tree records what was stored. */
-            rc = put_fd(store, src, full, e->kind == NJ_ENTRY_EXEC, &e->hash, &e->size, err);
+        if (c && c->lookup && c->lookup(c->ctx, full, &e->sig, &e->hash) &&
+            has_sized(store, &e->hash, e->size)) {
+            free(full);
+            continue;
         }
-        if (src >= 0) close(src);
-        free(full);
+        struct put_job *j = &b.jobs[b.njobs++];
+        j->batch = &b;
+        j->full = full;
+        j->entry = e;
+        j->req.data = j;
+    }
+    if (rc == 0 && b.njobs > 0) {
+        int uerr = uv_loop_init(&b.loop);
+        if (uerr != 0) {
+            rc = nj_err_set(err, uerr, "cannot store '%s': cannot start a libuv loop: %s", dir,
+                            uv_strerror(uerr));
+            goto done;
+        }
+        unsigned cores = uv_available_parallelism();
+        for (unsigned k = 0; k < (cores > 1 ? cores : 1); k++)
+            queue_put(&b);
+        uv_run(&b.loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&b.loop) != 0) NJ_BUG("store loop still busy after uv_run");
+        for (size_t k = 0; k < b.njobs; k++) {
+            if (b.jobs[k].code < 0) {
+                rc = b.jobs[k].code;
+                if (err) *err = b.jobs[k].err;
+                break;
+            }
+        }
     }
     if (rc == 0) {
         nj_manifest_encode(&m, &enc);
         rc = nj_store_put_buffer(store, enc.data, enc.len, out, err);
     }
+done:
+    for (size_t k = 0; k < b.njobs; k++)
+        free(b.jobs[k].full);
+    free(b.jobs);
     nj_buf_release(&enc);
     nj_manifest_release(&m);
     return rc;

@@ -155,7 +155,8 @@ typedef struct nj_manifest_entry {
     nj_entry_kind kind;
     nj_hash hash;
     uint64_t size;
-    char *link_target; /* NJ_ENTRY_LINK from nj_manifest_scan() only, else NULL */
+    char *link_target; /* NJ_ENTRY_LINK from a walk or scan only, else NULL */
+    nj_file_sig sig;   /* regular files from a walk or scan only (lstat), else zeros */
 } nj_manifest_entry;
 
 typedef struct nj_manifest {
@@ -167,9 +168,14 @@ void nj_manifest_init(nj_manifest *m);
 void nj_manifest_release(nj_manifest *m); /* frees every entry; m is re-initialised */
 
 /* Walks the directory `dir` and fills `m` (initialised by the caller) with
- * one entry per file, symlink and empty directory beneath it, hashing files
- * in parallel with nj_hash_files() unless `cache` knows them. Returns 0 or a
- * negative code naming the offending path. */
+ * one sorted entry per file, symlink and empty directory beneath it, without
+ * reading files: their hash is left zero (sig and size are set). Symlinks are
+ * read and hashed. Returns 0 or a negative code naming the offending path
+ * (and then `m` is empty). */
+int nj_manifest_walk(const char *dir, nj_manifest *m, nj_err *err);
+
+/* nj_manifest_walk() and then the hash of every file, computed in parallel
+ * as nj_hash_files() does unless `cache` knows it. */
 int nj_manifest_scan(const char *dir, const nj_hash_cache *cache, nj_manifest *m, nj_err *err);
 
 /* Appends the canonical encoding of `m` (which must be sorted) to `out`. */
