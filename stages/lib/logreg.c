@@ -1,0 +1,302 @@
+/* logreg.c - Newton/IRLS with step halving; see logreg.h. */
+#include "logreg.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { MAX_ITERATIONS = 100 };
+
+double st_sigmoid(double z)
+{
+    if (z >= 0)
+        return 1.0 / (1.0 + exp(-z));
+    double e = exp(z);
+    return e / (1.0 + e);
+}
+
+void st_logreg_init(st_logreg *model, int p)
+{
+    memset(model, 0, sizeof *model);
+    model->p = p;
+    model->coef = st_xcalloc((size_t)p, sizeof(double));
+    model->mean = st_xcalloc((size_t)p, sizeof(double));
+    model->scale = st_xcalloc((size_t)p, sizeof(double));
+}
+
+void st_logreg_release(st_logreg *model)
+{
+    free(model->coef);
+    free(model->mean);
+    free(model->scale);
+    memset(model, 0, sizeof *model);
+}
+
+/* In-place Cholesky factorisation of the k x k matrix a (lower triangle
+ * used) and solve of a x = b into b. Returns -1 if a is not positive
+ * definite. */
+static int cholesky_solve(double *a, double *b, int k)
+{
+    for (int j = 0; j < k; j++) {
+        double d = a[j * k + j];
+        for (int m = 0; m < j; m++)
+            d -= a[j * k + m] * a[j * k + m];
+        if (!(d > 1e-300))
+            return -1;
+        d = sqrt(d);
+        a[j * k + j] = d;
+        for (int i = j + 1; i < k; i++) {
+            double s = a[i * k + j];
+            for (int m = 0; m < j; m++)
+                s -= a[i * k + m] * a[j * k + m];
+            a[i * k + j] = s / d;
+        }
+    }
+    for (int i = 0; i < k; i++) { /* L y = b */
+        double s = b[i];
+        for (int m = 0; m < i; m++)
+            s -= a[i * k + m] * b[m];
+        b[i] = s / a[i * k + i];
+    }
+    for (int i = k - 1; i >= 0; i--) { /* L^T x = y */
+        double s = b[i];
+        for (int m = i + 1; m < k; m++)
+            s -= a[m * k + i] * b[m];
+        b[i] = s / a[i * k + i];
+    }
+    return 0;
+}
+
+/* The data pass is split into a fixed number of chunks whose partial sums
+ * are added in chunk order, so the result does not depend on how many
+ * threads ran them: same input, same bits, on any machine. */
+enum { NCHUNKS = 8 };
+
+typedef struct pass {
+    const double *x, *y, *beta;
+    const double *mean, *inv_scale; /* [k - 1] standardisation */
+    size_t n;
+    int k;
+    int want_derivatives;
+    double f[NCHUNKS];
+    double *grad; /* [NCHUNKS][k] */
+    double *hess; /* [NCHUNKS][k][k], lower triangle */
+} pass;
+
+typedef struct worker {
+    pass *pass;
+    int first, stride; /* chunks first, first + stride, ... */
+} worker;
+
+static void run_chunk(pass *ps, int c)
+{
+    int k = ps->k;
+    size_t lo = ps->n * (size_t)c / NCHUNKS, hi = ps->n * (size_t)(c + 1) / NCHUNKS;
+    double *grad = ps->grad + (size_t)c * (size_t)k;
+    double *hess = ps->hess + (size_t)c * (size_t)k * (size_t)k;
+    double f = 0;
+    /* The standardised row is made on the fly: cheaper than reading (and
+     * first faulting in) a standardised copy of the whole matrix. */
+    double *row = st_xmalloc((size_t)k * sizeof *row);
+    row[0] = 1.0;
+    for (size_t i = lo; i < hi; i++) {
+        const double *xi = ps->x + i * (size_t)(k - 1);
+        for (int j = 1; j < k; j++)
+            row[j] = (xi[j - 1] - ps->mean[j - 1]) * ps->inv_scale[j - 1];
+        double eta = 0;
+        for (int j = 0; j < k; j++)
+            eta += row[j] * ps->beta[j];
+        /* One exp serves both the loss log(1 + e^eta) - y eta and mu. */
+        double e = exp(-fabs(eta));
+        f += (eta > 0 ? eta : 0) + log1p(e) - ps->y[i] * eta;
+        if (!ps->want_derivatives)
+            continue;
+        double mu = eta >= 0 ? 1 / (1 + e) : e / (1 + e);
+        double r = mu - ps->y[i], w = mu * (1 - mu);
+        for (int a = 0; a < k; a++) {
+            double wa = w * row[a];
+            double *h = hess + (size_t)a * (size_t)k;
+            grad[a] += r * row[a];
+            for (int b = 0; b <= a; b++) /* an axpy: vectorises */
+                h[b] += wa * row[b];
+        }
+    }
+    ps->f[c] = f;
+    free(row);
+}
+
+static void *run_worker(void *arg)
+{
+    worker *w = arg;
+    for (int c = w->first; c < NCHUNKS; c += w->stride)
+        run_chunk(w->pass, c);
+    return NULL;
+}
+
+/* One pass over the data at beta: returns the penalised objective and, when
+ * grad and hess are not NULL, fills the gradient and the lower triangle of
+ * the Hessian. Fusing the three keeps a Newton step at one read of z. */
+static double evaluate(const double *x, const double *y, size_t n, int k, const double *mean,
+                       const double *inv_scale, const double *beta, double l2, double *grad,
+                       double *hess)
+{
+    size_t kk = (size_t)k * (size_t)k;
+    pass ps = {x, y, beta, mean, inv_scale, n, k, grad != NULL, {0},
+               st_xcalloc(NCHUNKS * (size_t)k, sizeof(double)),
+               st_xcalloc(NCHUNKS * kk, sizeof(double))};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nthreads = cpus < 1 ? 1 : cpus > NCHUNKS ? NCHUNKS : (int)cpus;
+    if (n < 10000)
+        nthreads = 1; /* not worth a thread */
+    pthread_t tid[NCHUNKS];
+    worker workers[NCHUNKS];
+    int started = 0;
+    for (int t = 1; t < nthreads; t++) {
+        workers[t] = (worker){&ps, t, nthreads};
+        if (pthread_create(&tid[t], NULL, run_worker, &workers[t]) != 0)
+            break; /* run the rest on this thread */
+        started = t;
+    }
+    /* This thread takes chunk 0 and every chunk no started thread owns. */
+    for (int c = 0; c < NCHUNKS; c++)
+        if (c % nthreads == 0 || c % nthreads > started)
+            run_chunk(&ps, c);
+    for (int t = 1; t <= started; t++)
+        pthread_join(tid[t], NULL);
+
+    double f = 0;
+    if (grad) {
+        memset(grad, 0, (size_t)k * sizeof *grad);
+        memset(hess, 0, kk * sizeof *hess);
+    }
+    for (int c = 0; c < NCHUNKS; c++) {
+        f += ps.f[c];
+        for (int a = 0; grad && a < k; a++) {
+            grad[a] += ps.grad[(size_t)c * (size_t)k + (size_t)a];
+            for (int b = 0; b <= a; b++)
+                hess[a * k + b] += ps.hess[(size_t)c * kk + (size_t)(a * k + b)];
+        }
+    }
+    free(ps.grad);
+    free(ps.hess);
+    for (int j = 1; j < k; j++) {
+        f += 0.5 * l2 * beta[j] * beta[j];
+        if (grad) {
+            grad[j] += l2 * beta[j];
+            hess[j * k + j] += l2;
+        }
+    }
+    return f;
+}
+
+int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2,
+                  st_logreg *model, st_err *err)
+{
+    if (n == 0)
+        return st_err_set(err, "no training rows");
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++)
+        pos += y[i] > 0.5;
+    if (pos == 0 || pos == n)
+        return st_err_set(err, "labels are all %d: nothing to learn", pos ? 1 : 0);
+
+    st_logreg_init(model, p);
+    /* Mean and standard deviation, row by row (a column-wise walk over a
+     * row-major matrix would read all of it once per feature). */
+    double *dev = st_xcalloc((size_t)p, sizeof *dev);
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < p; j++)
+            model->mean[j] += x[i * (size_t)p + (size_t)j];
+    for (int j = 0; j < p; j++)
+        model->mean[j] /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < p; j++) {
+            double d = x[i * (size_t)p + (size_t)j] - model->mean[j];
+            dev[j] += d * d;
+        }
+    for (int j = 0; j < p; j++) {
+        double sd = sqrt(dev[j] / (double)n);
+        model->scale[j] = sd > 0 ? sd : 1.0;
+    }
+    free(dev);
+    /* Parameters: beta[0] the intercept, beta[1..p] on standardised x. */
+    int k = p + 1;
+    double *inv_scale = st_xmalloc((size_t)p * sizeof *inv_scale);
+    for (int j = 0; j < p; j++)
+        inv_scale[j] = 1.0 / model->scale[j];
+
+    double *beta = st_xcalloc((size_t)k, sizeof *beta);
+    double *step = st_xmalloc((size_t)k * sizeof *step);
+    double *grad = st_xmalloc((size_t)k * sizeof *grad);
+    double *hess = st_xmalloc((size_t)k * (size_t)k * sizeof *hess);
+    /* Start from the base rate so the first step is already sensible. */
+    beta[0] = log((double)pos / (double)(n - pos));
+    double f = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, grad, hess);
+    int rc = -1, it;
+    for (it = 1; it <= MAX_ITERATIONS; it++) {
+        memcpy(step, grad, (size_t)k * sizeof *step);
+        if (cholesky_solve(hess, step, k) < 0) {
+            st_err_set(err, "hessian is not positive definite (a constant or collinear "
+                            "feature? try --l2 > 0)");
+            goto done;
+        }
+        /* The Newton decrement g.H^-1.g / 2 estimates how far f is above its
+         * minimum; below 1e-10 per row the fit is as good as it gets. */
+        double decrement = 0;
+        for (int j = 0; j < k; j++)
+            decrement += grad[j] * step[j];
+        /* Step, halving it while the objective rises (rare: the objective is
+         * convex and the start is close); the accepted point's pass also
+         * yields the next gradient and Hessian. */
+        double t = 1.0, fnew = f;
+        for (int h = 0; h < 40; h++, t /= 2) {
+            for (int j = 0; j < k; j++)
+                beta[j] -= t * step[j];
+            int last = decrement / 2 < 1e-10 * (double)n;
+            fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, last ? NULL : grad, last ? NULL : hess);
+            if (fnew <= f || h == 39) {
+                rc = last ? 0 : -1;
+                break;
+            }
+            for (int j = 0; j < k; j++) /* undo, try half the step */
+                beta[j] += t * step[j];
+        }
+        if (fnew > f) {
+            st_err_set(err, "no Newton step decreases the objective");
+            goto done;
+        }
+        f = fnew;
+        if (rc == 0)
+            break;
+    }
+    if (rc < 0) {
+        st_err_set(err, "did not converge in %d Newton iterations", MAX_ITERATIONS);
+        goto done;
+    }
+    model->iterations = it;
+    model->objective = f;
+    model->intercept = beta[0];
+    for (int j = 0; j < p; j++) {
+        model->coef[j] = beta[j + 1] / model->scale[j];
+        model->intercept -= model->coef[j] * model->mean[j];
+    }
+done:
+    free(inv_scale);
+    free(beta);
+    free(step);
+    free(grad);
+    free(hess);
+    if (rc < 0)
+        st_logreg_release(model);
+    return rc;
+}
+
+double st_logreg_predict(const st_logreg *model, const double *row)
+{
+    double eta = model->intercept;
+    for (int j = 0; j < model->p; j++)
+        eta += model->coef[j] * row[j];
+    return st_sigmoid(eta);
+}
