@@ -43,8 +43,7 @@ static int map_columns(const st_model *m, const char *path, const st_dataset *d,
     for (int j = 0; j < m->fit.p; j++) {
         cols[j] = -1;
         for (int k = 0; k < d->p; k++)
-            if (!strcmp(m->names[j], d->names[k]))
-                cols[j] = k;
+            if (!strcmp(m->names[j], d->names[k])) cols[j] = k;
         if (cols[j] < 0)
             return st_err_set(err, "model '%s' needs feature '%s', which the feature files lack",
                               path, m->names[j]);
@@ -77,10 +76,8 @@ static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', f);
-        if ((unsigned char)*s >= 0x20)
-            fputc(*s, f);
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
     }
     fputc('"', f);
 }
@@ -141,8 +138,7 @@ typedef struct origin_count {
 static int by_count_desc(const void *a, const void *b)
 {
     const origin_count *x = a, *y = b;
-    if (x->n != y->n)
-        return x->n < y->n ? 1 : -1;
+    if (x->n != y->n) return x->n < y->n ? 1 : -1;
     return strcmp(x->code, y->code);
 }
 
@@ -152,21 +148,16 @@ int main(int argc, char **argv)
     st_list inputs = {0}, reference = {0};
     int top_origins = 10, drift_bins = 10;
     double psi_warn = 0.2, ks_warn = 0.1;
-    st_opt opts[] = {{"model", ST_OPT_STRING, &model_path},
-                     {"features", ST_OPT_LIST, &inputs},
-                     {"champion", ST_OPT_STRING, &champion_path},
-                     {"out", ST_OPT_STRING, &out_path},
-                     {"top-origins", ST_OPT_INT, &top_origins},
-                     {"reference", ST_OPT_LIST, &reference},
-                     {"psi-warn", ST_OPT_DOUBLE, &psi_warn},
-                     {"ks-warn", ST_OPT_DOUBLE, &ks_warn},
-                     {"drift-bins", ST_OPT_INT, &drift_bins},
-                     {0}};
+    st_opt opts[] = {
+        {"model", ST_OPT_STRING, &model_path},       {"features", ST_OPT_LIST, &inputs},
+        {"champion", ST_OPT_STRING, &champion_path}, {"out", ST_OPT_STRING, &out_path},
+        {"top-origins", ST_OPT_INT, &top_origins},   {"reference", ST_OPT_LIST, &reference},
+        {"psi-warn", ST_OPT_DOUBLE, &psi_warn},      {"ks-warn", ST_OPT_DOUBLE, &ks_warn},
+        {"drift-bins", ST_OPT_INT, &drift_bins},     {0}};
     st_args_parse(argc, argv, opts, prog, usage);
     st_args_require(model_path, "model", prog, usage);
     st_args_require(out_path, "out", prog, usage);
-    if (inputs.n == 0)
-        st_die(prog, ST_EXIT_USAGE, "--features needs at least one file");
+    if (inputs.n == 0) st_die(prog, ST_EXIT_USAGE, "--features needs at least one file");
     if (top_origins < 0 || drift_bins < 2)
         st_die(prog, ST_EXIT_USAGE, "--top-origins must be >= 0 and --drift-bins >= 2");
 
@@ -184,30 +175,26 @@ int main(int argc, char **argv)
         (champion_path && st_model_load(&champion, champion_path, &err) < 0))
         goto fail;
     for (size_t i = 0; i < inputs.n; i++)
-        if (st_dataset_load(&data, inputs.items[i], &err) < 0)
-            goto fail;
+        if (st_dataset_load(&data, inputs.items[i], &err) < 0) goto fail;
     if (data.n == 0) {
         st_err_set(&err, "'%s': no rows to evaluate", inputs.items[0]);
         goto fail;
     }
     cols = st_xmalloc((size_t)model.fit.p * sizeof *cols);
-    if (map_columns(&model, model_path, &data, cols, &err) < 0)
-        goto fail;
+    if (map_columns(&model, model_path, &data, cols, &err) < 0) goto fail;
     preds[0] = predict_all(&model, cols, &data);
     preds[1] = st_xmalloc(data.n * sizeof *preds[1]);
     for (size_t i = 0; i < data.n; i++)
         preds[1][i] = st_model_base_rate(&model);
     if (champion_path) {
         champion_cols = st_xmalloc((size_t)champion.fit.p * sizeof *champion_cols);
-        if (map_columns(&champion, champion_path, &data, champion_cols, &err) < 0)
-            goto fail;
+        if (map_columns(&champion, champion_path, &data, champion_cols, &err) < 0) goto fail;
         preds[2] = predict_all(&champion, champion_cols, &data);
     }
     const char *labels[3] = {"model", "base_rate", "champion"};
     int npreds = champion_path ? 3 : 2;
 
-    if (st_outfile_open(&out, out_path, &err) < 0)
-        goto fail;
+    if (st_outfile_open(&out, out_path, &err) < 0) goto fail;
     FILE *f = out.file;
     size_t positives = 0;
     int first = data.day[0], last = data.day[0];
@@ -221,8 +208,8 @@ int main(int argc, char **argv)
             st_date_format(first, d1), st_date_format(last, d2), data.n, positives);
     fputs("  \"model\": {\"path\": ", f);
     json_str(f, model_path);
-    fprintf(f, ", \"version\": \"%s\", \"train_rows\": %zu, \"base_rate\": %.6g},\n",
-            model.version, model.rows, st_model_base_rate(&model));
+    fprintf(f, ", \"version\": \"%s\", \"train_rows\": %zu, \"base_rate\": %.6g},\n", model.version,
+            model.rows, st_model_base_rate(&model));
     if (champion_path) {
         fputs("  \"champion\": {\"path\": ", f);
         json_str(f, champion_path);
@@ -258,8 +245,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < norigins && k < (size_t)top_origins; k++) {
         size_t n = 0;
         for (size_t i = 0; i < data.n; i++)
-            if (!strcmp(data.origin[i], origins[k].code))
-                idx[n++] = i;
+            if (!strcmp(data.origin[i], origins[k].code)) idx[n++] = i;
         fprintf(f, "%s\n    {\"origin\": \"%s\", \"rows\": %zu, ", k ? "," : "", origins[k].code,
                 n);
         json_forecasts(f, idx, n, preds, labels, npreds, data.y);
@@ -270,16 +256,15 @@ int main(int argc, char **argv)
     int warnings = 0;
     if (reference.n) {
         for (size_t i = 0; i < reference.n; i++)
-            if (st_dataset_load(&ref, reference.items[i], &err) < 0)
-                goto fail;
-        fprintf(f, "  \"drift\": {\"reference_rows\": %zu, \"psi_warn\": %g, \"ks_warn\": %g, "
-                   "\"features\": [",
+            if (st_dataset_load(&ref, reference.items[i], &err) < 0) goto fail;
+        fprintf(f,
+                "  \"drift\": {\"reference_rows\": %zu, \"psi_warn\": %g, \"ks_warn\": %g, "
+                "\"features\": [",
                 ref.n, psi_warn, ks_warn);
         for (int j = 0; j < model.fit.p; j++) {
             int rj = -1;
             for (int k = 0; k < ref.p; k++)
-                if (!strcmp(ref.names[k], model.names[j]))
-                    rj = k;
+                if (!strcmp(ref.names[k], model.names[j])) rj = k;
             if (rj < 0) {
                 st_err_set(&err, "reference feature files lack feature '%s'", model.names[j]);
                 goto fail;
@@ -291,8 +276,9 @@ int main(int argc, char **argv)
             int warn = !calendar && (psi > psi_warn || ks > ks_warn);
             if (warn) {
                 warnings++;
-                fprintf(stderr, "%s: warning: feature '%s' drifted: psi %.3f (warn > %g), ks %.3f "
-                                "(warn > %g)\n",
+                fprintf(stderr,
+                        "%s: warning: feature '%s' drifted: psi %.3f (warn > %g), ks %.3f "
+                        "(warn > %g)\n",
                         prog, model.names[j], psi, psi_warn, ks, ks_warn);
             }
             fprintf(f,
@@ -307,12 +293,10 @@ int main(int argc, char **argv)
     } else {
         fputs("  \"drift\": null\n}\n", f);
     }
-    if (st_outfile_commit(&out, &err) < 0)
-        goto fail;
+    if (st_outfile_commit(&out, &err) < 0) goto fail;
     fprintf(stderr, "%s: %s..%s: %zu rows, AUC model %.4f, base rate %.4f", prog, d1, d2, data.n,
             auc[0], auc[1]);
-    if (champion_path)
-        fprintf(stderr, ", champion %.4f", auc[2]);
+    if (champion_path) fprintf(stderr, ", champion %.4f", auc[2]);
     fprintf(stderr, "; %d drift warnings -> %s\n", warnings, out_path);
     goto done;
 fail:
@@ -331,7 +315,6 @@ done:
     st_dataset_release(&ref);
     st_list_release(&inputs);
     st_list_release(&reference);
-    if (rc != ST_EXIT_OK)
-        st_die(prog, rc, "%s", err.msg);
+    if (rc != ST_EXIT_OK) st_die(prog, rc, "%s", err.msg);
     return rc;
 }

@@ -50,8 +50,7 @@ int main(int argc, char **argv)
         st_die(prog, ST_EXIT_USAGE, "--date '%s' is not YYYY-MM-DD", date);
     if (history.n == 0)
         st_die(prog, ST_EXIT_USAGE, "--history needs at least one file of an earlier date");
-    if (prior_weight < 0)
-        st_die(prog, ST_EXIT_USAGE, "--prior-weight must be >= 0");
+    if (prior_weight < 0) st_die(prog, ST_EXIT_USAGE, "--prior-weight must be >= 0");
 
     st_err err = {{0}};
     st_history h;
@@ -59,10 +58,8 @@ int main(int argc, char **argv)
     st_outfile out = {0};
     st_history_init(&h, day, prior_weight, label_delay_min);
     for (size_t i = 0; i < history.n; i++)
-        if (st_history_add_file(&h, history.items[i], &err) < 0)
-            goto fail;
-    if (st_flights_load(day_path, 1, &flights, &err) < 0)
-        goto fail;
+        if (st_history_add_file(&h, history.items[i], &err) < 0) goto fail;
+    if (st_flights_load(day_path, 1, &flights, &err) < 0) goto fail;
     for (size_t i = 0; i < flights.n; i++)
         if (flights.items[i].day != day) {
             char d[11];
@@ -70,11 +67,11 @@ int main(int argc, char **argv)
                        st_date_format(flights.items[i].day, d), date);
             goto fail;
         }
-    if (st_outfile_open(&out, out_path, &err) < 0)
-        goto fail;
+    if (st_outfile_open(&out, out_path, &err) < 0) goto fail;
     char first[11], last[11];
-    fprintf(out.file, "# nj-features date=%s prior_weight=%g label_delay_min=%d history=%s..%s/%d\n",
-            date, prior_weight, label_delay_min, st_date_format(h.first_day, first),
+    fprintf(out.file,
+            "# nj-features date=%s prior_weight=%g label_delay_min=%d history=%s..%s/%d\n", date,
+            prior_weight, label_delay_min, st_date_format(h.first_day, first),
             st_date_format(h.last_day, last), h.ndays);
     fprintf(out.file, "flight_id,dep_time,origin,destination");
     for (int j = 0; j < ST_FEATURE_COUNT; j++)
@@ -86,16 +83,15 @@ int main(int argc, char **argv)
         double x[ST_FEATURE_COUNT];
         char d[11];
         st_features_compute(&h, f, x);
-        fprintf(out.file, "%s,%s %02d:%02d,%s,%s", f->id, st_date_format(f->day, d),
-                f->minute / 60, f->minute % 60, f->origin, f->dest);
+        fprintf(out.file, "%s,%s %02d:%02d,%s,%s", f->id, st_date_format(f->day, d), f->minute / 60,
+                f->minute % 60, f->origin, f->dest);
         for (int j = 0; j < ST_FEATURE_COUNT; j++)
             fprintf(out.file, ",%.9g", x[j]);
         int label = st_features_label(&h, f);
         delayed += label;
         fprintf(out.file, ",%d\n", label);
     }
-    if (st_outfile_commit(&out, &err) < 0)
-        goto fail;
+    if (st_outfile_commit(&out, &err) < 0) goto fail;
     fprintf(stderr, "%s: %s: %zu flights (%.1f%% delayed), history %s..%s (%d days, %zu flights)\n",
             prog, date, flights.n, 100.0 * (double)delayed / (double)flights.n, first, last,
             h.ndays, h.flights);

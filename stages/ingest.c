@@ -82,12 +82,10 @@ int main(int argc, char **argv)
             fprintf(bad.file, "%s%s", i ? "," : "", csv.fields[i]);
         fputc('\n', bad.file);
     }
-    if (rc < 0)
-        goto fail;
+    if (rc < 0) goto fail;
     fprintf(stderr, "%s: %s: %ld rows, %ld valid, %ld quarantined\n", prog, in, rows, good,
             quarantined);
-    if (st_outfile_commit(&bad, &err) < 0)
-        goto fail;
+    if (st_outfile_commit(&bad, &err) < 0) goto fail;
     if (rows == 0) {
         st_err_set(&err, "'%s': no flights (only a header)", in);
         goto fail;
@@ -100,8 +98,7 @@ int main(int argc, char **argv)
                    bad_path);
         goto fail;
     }
-    if (st_outfile_commit(&out, &err) < 0)
-        goto fail;
+    if (st_outfile_commit(&out, &err) < 0) goto fail;
     st_csv_close(&csv);
     return ST_EXIT_OK;
 fail:

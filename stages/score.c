@@ -36,8 +36,10 @@ static int check_features(const st_model *m, const char *path, st_err *err)
     for (int j = 0; same && j < ST_FEATURE_COUNT; j++)
         same = !strcmp(m->names[j], st_feature_names[j]);
     if (!same)
-        return st_err_set(err, "model '%s' was trained on other features than this nj-score "
-                               "computes (retrain it)", path);
+        return st_err_set(err,
+                          "model '%s' was trained on other features than this nj-score "
+                          "computes (retrain it)",
+                          path);
     return 0;
 }
 
@@ -45,12 +47,10 @@ int main(int argc, char **argv)
 {
     const char *model_path = NULL, *schedule_path = NULL, *out_path = NULL, *date = NULL;
     st_list history = {0};
-    st_opt opts[] = {{"model", ST_OPT_STRING, &model_path},
-                     {"schedule", ST_OPT_STRING, &schedule_path},
-                     {"history", ST_OPT_LIST, &history},
-                     {"out", ST_OPT_STRING, &out_path},
-                     {"date", ST_OPT_STRING, &date},
-                     {0}};
+    st_opt opts[] = {
+        {"model", ST_OPT_STRING, &model_path}, {"schedule", ST_OPT_STRING, &schedule_path},
+        {"history", ST_OPT_LIST, &history},    {"out", ST_OPT_STRING, &out_path},
+        {"date", ST_OPT_STRING, &date},        {0}};
     st_args_parse(argc, argv, opts, prog, usage);
     st_args_require(model_path, "model", prog, usage);
     st_args_require(schedule_path, "schedule", prog, usage);
@@ -67,11 +67,11 @@ int main(int argc, char **argv)
     st_flights flights = {0};
     st_history h = {0};
     st_outfile out = {0};
-    if (st_model_load(&model, model_path, &err) < 0 || check_features(&model, model_path, &err) < 0 ||
+    if (st_model_load(&model, model_path, &err) < 0 ||
+        check_features(&model, model_path, &err) < 0 ||
         st_flights_load(schedule_path, 0, &flights, &err) < 0)
         goto fail;
-    if (!date)
-        day = flights.items[0].day;
+    if (!date) day = flights.items[0].day;
     char d[11], want[11];
     st_date_format(day, want);
     for (size_t i = 0; i < flights.n; i++)
@@ -82,10 +82,8 @@ int main(int argc, char **argv)
         }
     st_history_init(&h, day, model.prior_weight, model.label_delay_min);
     for (size_t i = 0; i < history.n; i++)
-        if (st_history_add_file(&h, history.items[i], &err) < 0)
-            goto fail;
-    if (st_outfile_open(&out, out_path, &err) < 0)
-        goto fail;
+        if (st_history_add_file(&h, history.items[i], &err) < 0) goto fail;
+    if (st_outfile_open(&out, out_path, &err) < 0) goto fail;
     fprintf(out.file, "flight_id,dep_time,origin,destination,p_delay,model_version\n");
     double sum = 0;
     for (size_t i = 0; i < flights.n; i++) {
@@ -97,8 +95,7 @@ int main(int argc, char **argv)
         fprintf(out.file, "%s,%s %02d:%02d,%s,%s,%.6f,%s\n", f->id, want, f->minute / 60,
                 f->minute % 60, f->origin, f->dest, p, model.version);
     }
-    if (st_outfile_commit(&out, &err) < 0)
-        goto fail;
+    if (st_outfile_commit(&out, &err) < 0) goto fail;
     fprintf(stderr, "%s: %s: %zu flights, mean p_delay %.4f, model %s -> %s\n", prog, want,
             flights.n, sum / (double)flights.n, model.version, out_path);
     goto done;
@@ -108,10 +105,8 @@ fail:
 done:
     st_model_release(&model);
     st_flights_release(&flights);
-    if (h.seen)
-        st_history_release(&h);
+    if (h.seen) st_history_release(&h);
     st_list_release(&history);
-    if (rc != ST_EXIT_OK)
-        st_die(prog, rc, "%s", err.msg);
+    if (rc != ST_EXIT_OK) st_die(prog, rc, "%s", err.msg);
     return rc;
 }

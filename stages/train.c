@@ -53,10 +53,8 @@ int main(int argc, char **argv)
                      {0}};
     st_args_parse(argc, argv, opts, prog, usage);
     st_args_require(out_path, "out", prog, usage);
-    if (inputs.n == 0)
-        st_die(prog, ST_EXIT_USAGE, "--features needs at least one file");
-    if (!(l2 >= 0))
-        st_die(prog, ST_EXIT_USAGE, "--l2 must be >= 0");
+    if (inputs.n == 0) st_die(prog, ST_EXIT_USAGE, "--features needs at least one file");
+    if (!(l2 >= 0)) st_die(prog, ST_EXIT_USAGE, "--l2 must be >= 0");
 
     st_err err = {{0}};
     st_dataset data = {0};
@@ -83,8 +81,7 @@ int main(int argc, char **argv)
     qsort(days, data.n, sizeof *days, by_int);
     size_t ndays = 0;
     for (size_t i = 0; i < data.n; i++)
-        if (ndays == 0 || days[i] != days[ndays - 1])
-            days[ndays++] = days[i];
+        if (ndays == 0 || days[i] != days[ndays - 1]) days[ndays++] = days[i];
 
     model.names = data.names; /* borrowed */
     model.l2 = l2;
@@ -95,8 +92,7 @@ int main(int argc, char **argv)
         model.positives += data.y[i] > 0.5;
     model.train_days = days;
     model.ntrain_days = ndays;
-    if (st_model_write(&model, out_path, sha, inputs.items, inputs.n, &err) < 0)
-        goto fail;
+    if (st_model_write(&model, out_path, sha, inputs.items, inputs.n, &err) < 0) goto fail;
     fprintf(stderr,
             "%s: fit %zu rows x %d features from %zu files in %.3f s (%d Newton iterations, "
             "base rate %.4f) -> %s\n",

@@ -21,21 +21,18 @@ static int is_flag(const char *s)
     return s[0] == '-' && s[1] == '-';
 }
 
-void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog,
-                   const char *usage)
+void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog, const char *usage)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);
             exit(ST_EXIT_OK);
         }
-        if (!is_flag(argv[i]))
-            usage_error(prog, usage, "unexpected argument", argv[i]);
+        if (!is_flag(argv[i])) usage_error(prog, usage, "unexpected argument", argv[i]);
         const st_opt *o = opts;
         while (o->name && strcmp(o->name, argv[i] + 2) != 0)
             o++;
-        if (!o->name)
-            usage_error(prog, usage, "unknown option", argv[i]);
+        if (!o->name) usage_error(prog, usage, "unknown option", argv[i]);
         if (o->kind == ST_OPT_LIST) {
             st_list *list = o->dest;
             while (i + 1 < argc && !is_flag(argv[i + 1])) {
@@ -44,8 +41,7 @@ void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog,
             }
             continue;
         }
-        if (i + 1 >= argc)
-            usage_error(prog, usage, "missing value after", argv[i]);
+        if (i + 1 >= argc) usage_error(prog, usage, "missing value after", argv[i]);
         const char *value = argv[++i];
         char *end;
         errno = 0;
@@ -55,8 +51,7 @@ void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog,
             break;
         case ST_OPT_DOUBLE:
             *(double *)o->dest = strtod(value, &end);
-            if (!*value || *end || errno)
-                usage_error(prog, usage, "not a number:", value);
+            if (!*value || *end || errno) usage_error(prog, usage, "not a number:", value);
             break;
         case ST_OPT_INT: {
             long v = strtol(value, &end, 10);

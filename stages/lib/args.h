@@ -42,8 +42,7 @@ typedef struct st_list {
  * a bad number or a stray word prints "<prog>: <what>" and the usage to
  * stderr and exits ST_EXIT_USAGE. A flag given twice keeps the last value
  * (a list flag appends). */
-void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog,
-                   const char *usage);
+void st_args_parse(int argc, char **argv, const st_opt *opts, const char *prog, const char *usage);
 
 /* Exits with ST_EXIT_USAGE and "<prog>: missing --<flag>" if value is NULL. */
 void st_args_require(const void *value, const char *flag, const char *prog, const char *usage);

@@ -26,15 +26,15 @@
 
 typedef struct st_csv {
     FILE *file;
-    char *path;          /* owned copy, for messages */
-    char *line;          /* getline buffer */
+    char *path; /* owned copy, for messages */
+    char *line; /* getline buffer */
     size_t line_cap;
-    long lineno;         /* 1-based number of the line in `fields` */
-    char *comment;       /* "# ..." first line without "# ", or NULL */
-    char **header;       /* owned copies of the header names */
-    int ncols;           /* number of header names */
+    long lineno;   /* 1-based number of the line in `fields` */
+    char *comment; /* "# ..." first line without "# ", or NULL */
+    char **header; /* owned copies of the header names */
+    int ncols;     /* number of header names */
     char *fields[ST_CSV_MAX_FIELDS];
-    int nfields;         /* fields on the current line (may differ from ncols) */
+    int nfields; /* fields on the current line (may differ from ncols) */
 } st_csv;
 
 /* Opens `path` and reads the optional comment and the header line. Fails

@@ -83,9 +83,9 @@ int st_dataset_load(st_dataset *d, const char *path, st_err *err)
 {
     st_csv csv;
     int rc;
-    if (st_csv_open(&csv, path, err) < 0)
-        return -1;
-    if (check_header(d, &csv, err) < 0 || check_param(&csv, "prior_weight", &d->prior_weight, err) < 0 ||
+    if (st_csv_open(&csv, path, err) < 0) return -1;
+    if (check_header(d, &csv, err) < 0 ||
+        check_param(&csv, "prior_weight", &d->prior_weight, err) < 0 ||
         check_param(&csv, "label_delay_min", &d->label_delay_min, err) < 0)
         goto fail;
     while ((rc = st_csv_next(&csv, err)) > 0) {
@@ -103,7 +103,8 @@ int st_dataset_load(st_dataset *d, const char *path, st_err *err)
             d->cap = cap;
         }
         int minute;
-        if (strlen(csv.fields[2]) != 3 || st_datetime_parse(csv.fields[1], &d->day[d->n], &minute) < 0) {
+        if (strlen(csv.fields[2]) != 3 ||
+            st_datetime_parse(csv.fields[1], &d->day[d->n], &minute) < 0) {
             st_err_set(err, "%s:%ld: bad dep_time '%s' or origin '%s'", path, csv.lineno,
                        csv.fields[1], csv.fields[2]);
             goto fail;
@@ -127,8 +128,7 @@ int st_dataset_load(st_dataset *d, const char *path, st_err *err)
         }
         d->n++;
     }
-    if (rc < 0)
-        goto fail;
+    if (rc < 0) goto fail;
     st_csv_close(&csv);
     return 0;
 fail:

@@ -32,8 +32,7 @@ static int digits(const char *s, int n, int *v)
 {
     *v = 0;
     for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
+        if (s[i] < '0' || s[i] > '9') return -1;
         *v = *v * 10 + (s[i] - '0');
     }
     return 0;
@@ -45,8 +44,7 @@ static int parse_ymd(const char *s, int *day)
     if (digits(s, 4, &y) < 0 || s[4] != '-' || digits(s + 5, 2, &m) < 0 || s[7] != '-' ||
         digits(s + 8, 2, &d) < 0)
         return -1;
-    if (m < 1 || m > 12 || d < 1 || d > 31)
-        return -1;
+    if (m < 1 || m > 12 || d < 1 || d > 31) return -1;
     *day = days_from_civil(y, m, d);
     int y2, m2, d2;
     civil_from_days(*day, &y2, &m2, &d2);

@@ -37,8 +37,7 @@ static size_t count_le(const double *s, size_t n, double x)
 
 double st_psi(const double *ref, size_t nref, const double *cur, size_t ncur, int bins)
 {
-    if (nref == 0 || ncur == 0 || bins < 2)
-        return 0;
+    if (nref == 0 || ncur == 0 || bins < 2) return 0;
     double *r = sorted_copy(ref, nref), *c = sorted_copy(cur, ncur);
     /* Upper edges: bin b holds (edge[b-1], edge[b]]; the last is +inf. */
     double *edge = st_xmalloc((size_t)bins * sizeof *edge);
@@ -46,8 +45,7 @@ double st_psi(const double *ref, size_t nref, const double *cur, size_t ncur, in
     for (int b = 1; b < bins; b++) {
         /* The b/bins quantile: the smallest value with at least that share <= it. */
         double e = r[((size_t)b * nref + (size_t)bins - 1) / (size_t)bins - 1];
-        if (nedge == 0 || e > edge[nedge - 1])
-            edge[nedge++] = e;
+        if (nedge == 0 || e > edge[nedge - 1]) edge[nedge++] = e;
     }
     edge[nedge++] = INFINITY;
     double psi = 0;
@@ -67,8 +65,7 @@ double st_psi(const double *ref, size_t nref, const double *cur, size_t ncur, in
 
 double st_ks(const double *ref, size_t nref, const double *cur, size_t ncur)
 {
-    if (nref == 0 || ncur == 0)
-        return 0;
+    if (nref == 0 || ncur == 0) return 0;
     double *r = sorted_copy(ref, nref), *c = sorted_copy(cur, ncur);
     size_t i = 0, j = 0;
     double d = 0;

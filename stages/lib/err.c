@@ -73,8 +73,7 @@ char *st_xstrdup(const char *s)
 
 void st_grow(void **items, size_t *cap, size_t need, size_t size)
 {
-    if (need <= *cap)
-        return;
+    if (need <= *cap) return;
     size_t n = *cap ? *cap : 16;
     while (n < need)
         n *= 2;

@@ -10,11 +10,21 @@
 
 enum { MAX_LOOKBACK_DAYS = 366 };
 
-const char *const st_feature_names[ST_FEATURE_COUNT] = {
-    "dep_hour",     "dep_hour_sin", "dep_hour_cos", "dow_tue",
-    "dow_wed",      "dow_thu",      "dow_fri",      "dow_sat",
-    "dow_sun",      "log_distance", "origin_rate",  "dest_rate",
-    "route_rate",   "origin_prev_day_rate",         "log_origin_daily_flights"};
+const char *const st_feature_names[ST_FEATURE_COUNT] = {"dep_hour",
+                                                        "dep_hour_sin",
+                                                        "dep_hour_cos",
+                                                        "dow_tue",
+                                                        "dow_wed",
+                                                        "dow_thu",
+                                                        "dow_fri",
+                                                        "dow_sat",
+                                                        "dow_sun",
+                                                        "log_distance",
+                                                        "origin_rate",
+                                                        "dest_rate",
+                                                        "route_rate",
+                                                        "origin_prev_day_rate",
+                                                        "log_origin_daily_flights"};
 
 /* Open-addressing hash map from a packed airport key (up to 8 letters: "ATL"
  * or "ATLSFO" for a route) to flight and delay counts. Load stays <= 1/2. */
@@ -75,8 +85,7 @@ static void ratemap_add(st_ratemap *m, uint64_t key, int delayed)
     if (2 * (m->used + 1) > m->cap) {
         st_ratemap bigger = {st_xcalloc(2 * m->cap, sizeof(slot)), 2 * m->cap, m->used};
         for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].key)
-                *ratemap_find(&bigger, m->slots[i].key) = m->slots[i];
+            if (m->slots[i].key) *ratemap_find(&bigger, m->slots[i].key) = m->slots[i];
         free(m->slots);
         *m = bigger;
     }
@@ -137,8 +146,8 @@ int st_history_add(st_history *h, const st_flight *fl, size_t n, const char *wha
                               what, i + 2, st_date_format(fl[i].day, a),
                               st_date_format(h->target_day, b));
         if (back >= MAX_LOOKBACK_DAYS)
-            return st_err_set(err, "%s:%zu: flight dated %s is more than %d days before %s",
-                              what, i + 2, st_date_format(fl[i].day, a), MAX_LOOKBACK_DAYS,
+            return st_err_set(err, "%s:%zu: flight dated %s is more than %d days before %s", what,
+                              i + 2, st_date_format(fl[i].day, a), MAX_LOOKBACK_DAYS,
                               st_date_format(h->target_day, b));
         if (h->seen[back])
             return st_err_set(err, "%s:%zu: date %s was already given by an earlier history file",
@@ -146,14 +155,11 @@ int st_history_add(st_history *h, const st_flight *fl, size_t n, const char *wha
         mine[back] = 1;
     }
     for (int back = 0; back < MAX_LOOKBACK_DAYS; back++) {
-        if (!mine[back])
-            continue;
+        if (!mine[back]) continue;
         int day = h->target_day - 1 - back;
         h->seen[back] = 1;
-        if (h->ndays == 0 || day < h->first_day)
-            h->first_day = day;
-        if (h->ndays == 0 || day > h->last_day)
-            h->last_day = day;
+        if (h->ndays == 0 || day < h->first_day) h->first_day = day;
+        if (h->ndays == 0 || day > h->last_day) h->last_day = day;
         h->ndays++;
     }
     for (size_t i = 0; i < n; i++) {
@@ -176,8 +182,7 @@ int st_history_add_file(st_history *h, const char *path, st_err *err)
 {
     st_flights fl = {0};
     int rc = -1;
-    if (st_flights_load(path, 1, &fl, err) >= 0)
-        rc = st_history_add(h, fl.items, fl.n, path, err);
+    if (st_flights_load(path, 1, &fl, err) >= 0) rc = st_history_add(h, fl.items, fl.n, path, err);
     st_flights_release(&fl);
     return rc;
 }
@@ -185,8 +190,7 @@ int st_history_add_file(st_history *h, const char *path, st_err *err)
 static double smoothed(const st_ratemap *m, uint64_t key, double prior, double weight)
 {
     const slot *s = ratemap_find(m, key);
-    if (!s->key)
-        return prior;
+    if (!s->key) return prior;
     return ((double)s->delayed + weight * prior) / ((double)s->flights + weight);
 }
 

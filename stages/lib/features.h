@@ -31,14 +31,14 @@ extern const char *const st_feature_names[ST_FEATURE_COUNT];
 typedef struct st_ratemap st_ratemap; /* opaque: key -> (flights, delayed) */
 
 typedef struct st_history {
-    int target_day;        /* D: only flights before D may be added */
-    double prior_weight;   /* m above, >= 0 */
-    int label_delay_min;   /* delayed = delay > label_delay_min minutes */
-    size_t flights;        /* in the whole window */
+    int target_day;      /* D: only flights before D may be added */
+    double prior_weight; /* m above, >= 0 */
+    int label_delay_min; /* delayed = delay > label_delay_min minutes */
+    size_t flights;      /* in the whole window */
     size_t delayed;
     int first_day, last_day; /* range of dates added, valid when ndays > 0 */
     int ndays;
-    uint8_t *seen;         /* seen[D - 1 - day] for the 366 days before D */
+    uint8_t *seen; /* seen[D - 1 - day] for the 366 days before D */
     st_ratemap *origin, *dest, *route, *prev_origin;
     size_t prev_flights, prev_delayed; /* on D - 1 */
 } st_history;

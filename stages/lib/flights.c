@@ -10,7 +10,7 @@
 #include "csv.h"
 #include "date.h"
 
-const char *const st_actuals_columns[6] = {"flight_id", "dep_time",  "origin",
+const char *const st_actuals_columns[6] = {"flight_id",   "dep_time", "origin",
                                            "destination", "distance", "delay"};
 const char *const st_schedule_columns[5] = {"flight_id", "dep_time", "origin", "destination",
                                             "distance"};
@@ -20,8 +20,7 @@ static int parse_int(const char *s, int *v)
     char *end;
     errno = 0;
     long x = strtol(s, &end, 10);
-    if (!*s || *end || errno || x < INT_MIN || x > INT_MAX || (*s == '+' || *s == ' '))
-        return -1;
+    if (!*s || *end || errno || x < INT_MIN || x > INT_MAX || (*s == '+' || *s == ' ')) return -1;
     *v = (int)x;
     return 0;
 }
@@ -29,8 +28,7 @@ static int parse_int(const char *s, int *v)
 static int is_airport(const char *s)
 {
     for (int i = 0; i < 3; i++)
-        if (s[i] < 'A' || s[i] > 'Z')
-            return 0;
+        if (s[i] < 'A' || s[i] > 'Z') return 0;
     return s[3] == '\0';
 }
 
@@ -45,8 +43,8 @@ int st_flight_parse(char **fields, int nfields, int with_delay, st_flight *f, ch
     }
     size_t idlen = strlen(fields[0]);
     if (idlen == 0 || idlen >= ST_FLIGHT_ID_MAX) {
-        snprintf(why, whylen, "flight_id '%.60s' is empty or longer than %d characters",
-                 fields[0], ST_FLIGHT_ID_MAX - 1);
+        snprintf(why, whylen, "flight_id '%.60s' is empty or longer than %d characters", fields[0],
+                 ST_FLIGHT_ID_MAX - 1);
         return -1;
     }
     memcpy(f->id, fields[0], idlen + 1);
@@ -84,8 +82,7 @@ long st_flights_load(const char *path, int with_delay, st_flights *out, st_err *
     st_csv csv;
     long rows = 0;
     int rc;
-    if (st_csv_open(&csv, path, err) < 0)
-        return -1;
+    if (st_csv_open(&csv, path, err) < 0) return -1;
     if (st_csv_expect_header(&csv, with_delay ? st_actuals_columns : st_schedule_columns,
                              with_delay ? 6 : 5, err) < 0)
         goto fail;
@@ -100,8 +97,7 @@ long st_flights_load(const char *path, int with_delay, st_flights *out, st_err *
         out->n++;
         rows++;
     }
-    if (rc < 0)
-        goto fail;
+    if (rc < 0) goto fail;
     if (rows == 0) {
         st_err_set(err, "'%s': no flights (only a header)", path);
         goto fail;

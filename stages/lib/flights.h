@@ -22,12 +22,12 @@ extern const char *const st_schedule_columns[5];
 
 typedef struct st_flight {
     char id[ST_FLIGHT_ID_MAX];
-    int day;        /* departure date, days since 1970-01-01 */
-    int minute;     /* departure minute of the day, 0..1439 */
+    int day;    /* departure date, days since 1970-01-01 */
+    int minute; /* departure minute of the day, 0..1439 */
     char origin[4];
     char dest[4];
-    int distance;   /* miles, > 0 */
-    int delay;      /* minutes (negative = early); 0 when not known */
+    int distance; /* miles, > 0 */
+    int delay;    /* minutes (negative = early); 0 when not known */
 } st_flight;
 
 typedef struct st_flights {

@@ -11,8 +11,7 @@ enum { MAX_ITERATIONS = 100 };
 
 double st_sigmoid(double z)
 {
-    if (z >= 0)
-        return 1.0 / (1.0 + exp(-z));
+    if (z >= 0) return 1.0 / (1.0 + exp(-z));
     double e = exp(z);
     return e / (1.0 + e);
 }
@@ -43,8 +42,7 @@ static int cholesky_solve(double *a, double *b, int k)
         double d = a[j * k + j];
         for (int m = 0; m < j; m++)
             d -= a[j * k + m] * a[j * k + m];
-        if (!(d > 1e-300))
-            return -1;
+        if (!(d > 1e-300)) return -1;
         d = sqrt(d);
         a[j * k + j] = d;
         for (int i = j + 1; i < k; i++) {
@@ -111,8 +109,7 @@ static void run_chunk(pass *ps, int c)
         /* One exp serves both the loss log(1 + e^eta) - y eta and mu. */
         double e = exp(-fabs(eta));
         f += (eta > 0 ? eta : 0) + log1p(e) - ps->y[i] * eta;
-        if (!ps->want_derivatives)
-            continue;
+        if (!ps->want_derivatives) continue;
         double mu = eta >= 0 ? 1 / (1 + e) : e / (1 + e);
         double r = mu - ps->y[i], w = mu * (1 - mu);
         for (int a = 0; a < k; a++) {
@@ -143,13 +140,20 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
                        double *hess)
 {
     size_t kk = (size_t)k * (size_t)k;
-    pass ps = {x, y, beta, mean, inv_scale, n, k, grad != NULL, {0},
+    pass ps = {x,
+               y,
+               beta,
+               mean,
+               inv_scale,
+               n,
+               k,
+               grad != NULL,
+               {0},
                st_xcalloc(NCHUNKS * (size_t)k, sizeof(double)),
                st_xcalloc(NCHUNKS * kk, sizeof(double))};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int nthreads = cpus < 1 ? 1 : cpus > NCHUNKS ? NCHUNKS : (int)cpus;
-    if (n < 10000)
-        nthreads = 1; /* not worth a thread */
+    if (n < 10000) nthreads = 1; /* not worth a thread */
     pthread_t tid[NCHUNKS];
     worker workers[NCHUNKS];
     int started = 0;
@@ -161,8 +165,7 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
     }
     /* This thread takes chunk 0 and every chunk no started thread owns. */
     for (int c = 0; c < NCHUNKS; c++)
-        if (c % nthreads == 0 || c % nthreads > started)
-            run_chunk(&ps, c);
+        if (c % nthreads == 0 || c % nthreads > started) run_chunk(&ps, c);
     for (int t = 1; t <= started; t++)
         pthread_join(tid[t], NULL);
 
@@ -191,11 +194,10 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
     return f;
 }
 
-int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2,
-                  st_logreg *model, st_err *err)
+int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, st_logreg *model,
+                  st_err *err)
 {
-    if (n == 0)
-        return st_err_set(err, "no training rows");
+    if (n == 0) return st_err_set(err, "no training rows");
     size_t pos = 0;
     for (size_t i = 0; i < n; i++)
         pos += y[i] > 0.5;
@@ -255,7 +257,8 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2,
             for (int j = 0; j < k; j++)
                 beta[j] -= t * step[j];
             int last = decrement / 2 < 1e-10 * (double)n;
-            fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, last ? NULL : grad, last ? NULL : hess);
+            fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, last ? NULL : grad,
+                            last ? NULL : hess);
             if (fnew <= f || h == 39) {
                 rc = last ? 0 : -1;
                 break;
@@ -268,8 +271,7 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2,
             goto done;
         }
         f = fnew;
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
     }
     if (rc < 0) {
         st_err_set(err, "did not converge in %d Newton iterations", MAX_ITERATIONS);
@@ -288,8 +290,7 @@ done:
     free(step);
     free(grad);
     free(hess);
-    if (rc < 0)
-        st_logreg_release(model);
+    if (rc < 0) st_logreg_release(model);
     return rc;
 }
 

@@ -34,8 +34,8 @@ typedef struct st_logreg {
  * Returns 0 or -1 ("no rows", "labels are all 0", "did not converge",
  * "hessian is not positive definite"). On success the caller releases
  * *model with st_logreg_release(). */
-int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2,
-                  st_logreg *model, st_err *err);
+int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, st_logreg *model,
+                  st_err *err);
 
 /* Probability of the positive class for one row of p raw features. */
 double st_logreg_predict(const st_logreg *model, const double *row);

@@ -49,8 +49,7 @@ double st_auc(const double *score, const double *y, size_t n)
 
 double st_log_loss(const double *p, const double *y, size_t n)
 {
-    if (n == 0)
-        return NAN;
+    if (n == 0) return NAN;
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
         double q = fmin(fmax(p[i], 1e-15), 1 - 1e-15);
@@ -61,8 +60,7 @@ double st_log_loss(const double *p, const double *y, size_t n)
 
 double st_brier(const double *p, const double *y, size_t n)
 {
-    if (n == 0)
-        return NAN;
+    if (n == 0) return NAN;
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += (p[i] - y[i]) * (p[i] - y[i]);

@@ -14,8 +14,7 @@ int st_model_write(const st_model *m, const char *path, char (*input_sha)[65],
                    char *const *input_paths, size_t ninputs, st_err *err)
 {
     st_outfile out;
-    if (st_outfile_open(&out, path, err) < 0)
-        return -1;
+    if (st_outfile_open(&out, path, err) < 0) return -1;
     FILE *f = out.file;
     fprintf(f, "format nj-logreg 1\n");
     for (int j = 0; j < m->fit.p; j++)
@@ -39,8 +38,7 @@ int st_model_write(const st_model *m, const char *path, char (*input_sha)[65],
 static int parse_num(const char *s, double *v)
 {
     char *end;
-    if (!s)
-        return -1;
+    if (!s) return -1;
     errno = 0;
     *v = strtod(s, &end);
     return *s && !*end && !errno ? 0 : -1;
@@ -50,13 +48,11 @@ int st_model_load(st_model *m, const char *path, st_err *err)
 {
     memset(m, 0, sizeof *m);
     char hex[65];
-    if (st_sha256_file(path, hex, err) < 0)
-        return -1;
+    if (st_sha256_file(path, hex, err) < 0) return -1;
     memcpy(m->version, hex, 12);
     m->version[12] = '\0';
     FILE *f = fopen(path, "r");
-    if (!f)
-        return st_err_sys(err, errno, "cannot open '%s'", path);
+    if (!f) return st_err_sys(err, errno, "cannot open '%s'", path);
     char *line = NULL;
     size_t cap = 0, ncap = 0, dcap = 0;
     long lineno = 0;
@@ -70,11 +66,9 @@ int st_model_load(st_model *m, const char *path, st_err *err)
         char *a = strtok_r(NULL, " ", &save), *b = strtok_r(NULL, " ", &save);
         char *c = strtok_r(NULL, " ", &save), *d = strtok_r(NULL, " ", &save);
         double v, v1, v2;
-        if (!key)
-            continue;
+        if (!key) continue;
         if (!strcmp(key, "format")) {
-            if (!a || strcmp(a, "nj-logreg") || !b || strcmp(b, "1"))
-                goto bad;
+            if (!a || strcmp(a, "nj-logreg") || !b || strcmp(b, "1")) goto bad;
             have_format = 1;
         } else if (!strcmp(key, "feature")) {
             if (!a || parse_num(b, &v) < 0 || parse_num(c, &v1) < 0 || parse_num(d, &v2) < 0)
@@ -87,27 +81,21 @@ int st_model_load(st_model *m, const char *path, st_err *err)
             coef[p] = v, mean[p] = v1, scale[p] = v2;
             p++;
         } else if (!strcmp(key, "intercept")) {
-            if (parse_num(a, &intercept) < 0)
-                goto bad;
+            if (parse_num(a, &intercept) < 0) goto bad;
             have_intercept = 1;
         } else if (!strcmp(key, "l2")) {
-            if (parse_num(a, &m->l2) < 0)
-                goto bad;
+            if (parse_num(a, &m->l2) < 0) goto bad;
         } else if (!strcmp(key, "prior_weight")) {
-            if (parse_num(a, &m->prior_weight) < 0)
-                goto bad;
+            if (parse_num(a, &m->prior_weight) < 0) goto bad;
         } else if (!strcmp(key, "label_delay_min")) {
-            if (parse_num(a, &v) < 0)
-                goto bad;
+            if (parse_num(a, &v) < 0) goto bad;
             m->label_delay_min = (int)v;
         } else if (!strcmp(key, "rows") || !strcmp(key, "positives")) {
-            if (parse_num(a, &v) < 0 || v < 0)
-                goto bad;
+            if (parse_num(a, &v) < 0 || v < 0) goto bad;
             *(key[0] == 'r' ? &m->rows : &m->positives) = (size_t)v;
         } else if (!strcmp(key, "train_date")) {
             int day;
-            if (!a || st_date_parse(a, &day) < 0)
-                goto bad;
+            if (!a || st_date_parse(a, &day) < 0) goto bad;
             st_grow((void **)&m->train_days, &dcap, m->ntrain_days + 1, sizeof *m->train_days);
             m->train_days[m->ntrain_days++] = day;
         }
@@ -116,8 +104,10 @@ int st_model_load(st_model *m, const char *path, st_err *err)
     free(line);
     fclose(f);
     if (!have_format || !have_intercept || p == 0 || m->rows == 0) {
-        st_err_set(err, "'%s': not a complete nj-logreg model (no format, feature, intercept "
-                        "or rows line)", path);
+        st_err_set(err,
+                   "'%s': not a complete nj-logreg model (no format, feature, intercept "
+                   "or rows line)",
+                   path);
         goto fail;
     }
     st_logreg_init(&m->fit, p);

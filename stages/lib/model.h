@@ -27,14 +27,14 @@
 
 typedef struct st_model {
     st_logreg fit;
-    char **names;            /* [fit.p] feature names */
+    char **names; /* [fit.p] feature names */
     double l2;
     double prior_weight;
     int label_delay_min;
     size_t rows, positives;
     int *train_days;
     size_t ntrain_days;
-    char version[13];        /* set by st_model_load() */
+    char version[13]; /* set by st_model_load() */
 } st_model;
 
 /* Writes the model atomically-enough for a stage (temp file + rename); the

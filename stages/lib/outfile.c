@@ -27,8 +27,7 @@ int st_outfile_commit(st_outfile *out, st_err *err)
 {
     int failed = fflush(out->file) != 0 || ferror(out->file) || fsync(fileno(out->file)) != 0;
     int errnum = errno;
-    if (fclose(out->file) != 0 && !failed)
-        failed = 1, errnum = errno;
+    if (fclose(out->file) != 0 && !failed) failed = 1, errnum = errno;
     out->file = NULL;
     if (failed) {
         st_err_sys(err, errnum, "cannot write '%s'", out->tmp);
@@ -48,10 +47,8 @@ int st_outfile_commit(st_outfile *out, st_err *err)
 
 void st_outfile_abort(st_outfile *out)
 {
-    if (out->file)
-        fclose(out->file);
-    if (out->tmp)
-        unlink(out->tmp);
+    if (out->file) fclose(out->file);
+    if (out->tmp) unlink(out->tmp);
     free(out->tmp);
     free(out->path);
     memset(out, 0, sizeof *out);

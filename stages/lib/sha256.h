@@ -15,9 +15,9 @@
 
 typedef struct st_sha256 {
     uint32_t state[8];
-    uint64_t bytes;       /* total bytes hashed */
+    uint64_t bytes; /* total bytes hashed */
     uint8_t block[64];
-    size_t fill;          /* bytes waiting in block */
+    size_t fill; /* bytes waiting in block */
 } st_sha256;
 
 void st_sha256_init(st_sha256 *h);

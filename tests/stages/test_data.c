@@ -204,8 +204,7 @@ Test(leakage, features_use_smoothed_history_rates)
     st_flight fl[8];
     for (int i = 0; i < 8; i++) {
         fl[i] = flight_on("2001-01-31", 0);
-        if (i >= 4)
-            memcpy(fl[i].origin, "JFK", 4);
+        if (i >= 4) memcpy(fl[i].origin, "JFK", 4);
         fl[i].delay = (i == 0 || i >= 5) ? 60 : 0;
     }
     cr_assert_eq(st_history_add(&h, fl, 8, "h.csv", NULL), 0);
@@ -214,10 +213,10 @@ Test(leakage, features_use_smoothed_history_rates)
     st_features_compute(&h, &today, x);
     cr_assert_str_eq(st_feature_names[10], "origin_rate");
     cr_assert_float_eq(x[10], 1.0 / 3, 1e-12);
-    cr_assert_float_eq(x[11], 0.5, 1e-12);           /* SFO: 4 of 8 */
-    cr_assert_float_eq(x[13], 1.0 / 3, 1e-12);       /* yesterday = the window */
-    cr_assert_float_eq(x[0], 10.0, 1e-12);           /* 10:00 */
-    cr_assert_float_eq(x[5], 1.0, 1e-12);            /* 2001-02-01 is a Thursday */
+    cr_assert_float_eq(x[11], 0.5, 1e-12);     /* SFO: 4 of 8 */
+    cr_assert_float_eq(x[13], 1.0 / 3, 1e-12); /* yesterday = the window */
+    cr_assert_float_eq(x[0], 10.0, 1e-12);     /* 10:00 */
+    cr_assert_float_eq(x[5], 1.0, 1e-12);      /* 2001-02-01 is a Thursday */
     st_history_release(&h);
 }
 
