@@ -25,7 +25,8 @@
 
 struct nj_state {
     sqlite3 *db;
-    char *path;
+    char *path;     /* as given, for messages */
+    char *abs_path; /* absolute: the NIGHTJAR_STATE marker in stage environments */
     char host[256];
 };
 
@@ -158,6 +159,7 @@ int nj_state_open(const char *path, nj_state **out, nj_err *err)
     *out = NULL;
     nj_state *st = nj_xcalloc(1, sizeof(*st));
     st->path = nj_xstrdup(path);
+    st->abs_path = nj_path_absolute(path);
     if (gethostname(st->host, sizeof(st->host) - 1) != 0) strcpy(st->host, "unknown");
     int rc = nj_fs_mkdirs_parent(path, err);
     if (rc < 0) goto fail;
@@ -187,6 +189,7 @@ void nj_state_close(nj_state *st)
     if (!st) return;
     if (st->db) sqlite3_close_v2(st->db);
     free(st->path);
+    free(st->abs_path);
     free(st);
 }
 
@@ -343,28 +346,36 @@ int nj_state_attempt_end(nj_state *st, int64_t attempt_id, nj_status status, int
     return step_done(st, q, err, "cannot record end of attempt");
 }
 
-/* 1 if /proc/<pid>/environ holds NIGHTJAR_ATTEMPT_ID=<attempt_id>: the process
- * is still the stage we started, not an unrelated one that reused the pid. */
-static int process_is_attempt(int64_t pid, int64_t attempt_id)
+/* 1 if /proc/<pid>/environ holds NIGHTJAR_ATTEMPT_ID=<attempt_id> and
+ * NIGHTJAR_STATE=<this database>: the process is still the stage we started,
+ * not an unrelated one that reused the pid, nor another workspace's attempt
+ * with the same id. */
+static int process_is_attempt(const nj_state *st, int64_t pid, int64_t attempt_id)
 {
-    char path[64], want[64];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%lld/environ", (long long)pid);
-    int n = snprintf(want, sizeof(want), "NIGHTJAR_ATTEMPT_ID=%lld", (long long)attempt_id);
+    char *want_id = nj_xasprintf("NIGHTJAR_ATTEMPT_ID=%lld", (long long)attempt_id);
+    char *want_state = nj_xasprintf("NIGHTJAR_STATE=%s", st->abs_path);
     char *env = NULL;
     size_t len = 0;
-    if (nj_fs_read_file(path, &env, &len, NULL) < 0) return 0;
-    int found = 0;
-    for (size_t i = 0; i < len && !found; i += strlen(env + i) + 1)
-        found = strncmp(env + i, want, (size_t)n + 1) == 0;
+    int found_id = 0, found_state = 0;
+    if (nj_fs_read_file(path, &env, &len, NULL) == 0) {
+        for (size_t i = 0; i < len; i += strlen(env + i) + 1) {
+            found_id |= strcmp(env + i, want_id) == 0;
+            found_state |= strcmp(env + i, want_state) == 0;
+        }
+    }
     free(env);
-    return found;
+    free(want_id);
+    free(want_state);
+    return found_id && found_state;
 }
 
 /* Kills every process still carrying the crashed attempt's marker: the
  * leader's process group, and any member that left it. */
-static void kill_leftovers(int64_t pid, int64_t attempt_id)
+static void kill_leftovers(const nj_state *st, int64_t pid, int64_t attempt_id)
 {
-    if (pid > 0 && process_is_attempt(pid, attempt_id)) kill(-(pid_t)pid, SIGKILL);
+    if (pid > 0 && process_is_attempt(st, pid, attempt_id)) kill(-(pid_t)pid, SIGKILL);
     DIR *d = opendir("/proc");
     if (!d) return;
     struct dirent *e;
@@ -372,7 +383,7 @@ static void kill_leftovers(int64_t pid, int64_t attempt_id)
         char *end;
         long p = strtol(e->d_name, &end, 10);
         if (*end || p <= 1 || p == getpid()) continue;
-        if (process_is_attempt(p, attempt_id)) kill((pid_t)p, SIGKILL);
+        if (process_is_attempt(st, p, attempt_id)) kill((pid_t)p, SIGKILL);
     }
     closedir(d);
 }
@@ -384,7 +395,7 @@ int nj_state_recover(nj_state *st, int *recovered, nj_err *err)
     int rc = prepare(st, "SELECT id, pid FROM attempts WHERE status = 'running'", &q, err);
     if (rc < 0) return rc;
     while (sqlite3_step(q) == SQLITE_ROW) {
-        kill_leftovers(sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 0));
+        kill_leftovers(st, sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 0));
         (*recovered)++;
     }
     sqlite3_finalize(q);

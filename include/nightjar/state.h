@@ -114,8 +114,9 @@ int nj_state_attempt_end(nj_state *st, int64_t attempt_id, nj_status status, int
 
 /* Marks every run, stage instance and attempt still `running` as `crashed`:
  * call only while holding the workspace lock, when no live runner can own
- * them. A stage process group left behind by the dead runner (recognised by
- * NIGHTJAR_ATTEMPT_ID=<id> in /proc/<pid>/environ) is killed. Sets
+ * them. A stage process left behind by the dead runner is killed: it is
+ * recognised by NIGHTJAR_ATTEMPT_ID=<id> and NIGHTJAR_STATE=<this database's
+ * absolute path> in /proc/<pid>/environ, which the scheduler sets.  Sets
  * *recovered to the number of attempts marked. */
 int nj_state_recover(nj_state *st, int *recovered, nj_err *err);
 
