@@ -245,7 +245,10 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, 
             goto done;
         }
         /* The Newton decrement g.H^-1.g / 2 estimates how far f is above its
-         * minimum; below 1e-10 per row the fit is as good as it gets. */
+         * minimum. Newton converges quadratically (on the flight data the
+         * decrement per row goes 4e-2, 1e-3, 2e-6, 2e-11), so once it is
+         * below 1e-5 per row the step about to be taken lands within ~1e-10
+         * per row of the optimum and needs no further derivative pass. */
         double decrement = 0;
         for (int j = 0; j < k; j++)
             decrement += grad[j] * step[j];
@@ -256,7 +259,7 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, 
         for (int h = 0; h < 40; h++, t /= 2) {
             for (int j = 0; j < k; j++)
                 beta[j] -= t * step[j];
-            int last = decrement / 2 < 1e-10 * (double)n;
+            int last = decrement / 2 < 1e-5 * (double)n;
             fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, last ? NULL : grad,
                             last ? NULL : hess);
             if (fnew <= f || h == 39) {
