@@ -634,12 +634,19 @@ int nj_store_remove(nj_store *store, const nj_hash *hash, nj_err *err)
 
 /* ---- restore ------------------------------------------------------------- */
 
+/* What NJ_LINK_AUTO learnt about the destination filesystem during one
+ * restore, so that a tree of 10,000 files does not try (and, for hardlinks,
+ * verify for) a link the filesystem refuses 10,000 times. */
+struct link_memo {
+    int no_reflink, no_hardlink;
+};
+
 /* Puts object `hash` at `path`, which must not exist yet (a temp name, or a
  * path inside a tree being built). want_exec < 0 takes the object's mode.
  * Returns -EEXIST only when `path` exists. On failure nothing is left at
  * `path`. */
 static int materialize(nj_store *s, const nj_hash *hash, const char *path, nj_link_mode mode,
-                       int want_exec, int sync, nj_err *err)
+                       int want_exec, int sync, struct link_memo *memo, nj_err *err)
 {
     char *obj = NULL;
     struct stat st;
@@ -655,7 +662,7 @@ static int materialize(nj_store *s, const nj_hash *hash, const char *path, nj_li
     nj_hash got;
     uint64_t size;
 
-    if (mode == NJ_LINK_AUTO || mode == NJ_LINK_REFLINK) {
+    if (mode == NJ_LINK_REFLINK || (mode == NJ_LINK_AUTO && !memo->no_reflink)) {
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
             rc = nj_err_sys(err, errno, "cannot create '%s'", path);
@@ -674,8 +681,10 @@ static int materialize(nj_store *s, const nj_hash *hash, const char *path, nj_li
             rc = nj_err_sys(err, e, "cannot reflink '%s' to '%s'", obj, path);
             goto done;
         }
+        memo->no_reflink = 1; /* EOPNOTSUPP, EXDEV, EINVAL...: not here */
     }
-    if ((mode == NJ_LINK_AUTO || mode == NJ_LINK_HARDLINK) && exec == obj_exec) {
+    if ((mode == NJ_LINK_HARDLINK || (mode == NJ_LINK_AUTO && !memo->no_hardlink)) &&
+        exec == obj_exec) {
         rc = check_object(s, src, obj, &st, hash, 1, err);
         if (rc < 0) goto done;
         if (link(obj, path) == 0) {
@@ -687,6 +696,7 @@ static int materialize(nj_store *s, const nj_hash *hash, const char *path, nj_li
             rc = nj_err_sys(err, e, "cannot hardlink '%s' to '%s'", obj, path);
             goto done;
         }
+        if (e != EMLINK) memo->no_hardlink = 1; /* EXDEV, EPERM: not on this filesystem */
     }
     /* Copy, hashing on the way. */
     fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -716,7 +726,8 @@ int nj_store_restore(nj_store *store, const nj_hash *hash, const char *dest, nj_
     if (rc < 0) return rc;
     for (int tries = 0; tries < 100; tries++) {
         char *tmp = temp_name(dest);
-        rc = materialize(store, hash, tmp, mode, -1, 1, err);
+        struct link_memo memo = {0};
+        rc = materialize(store, hash, tmp, mode, -1, 1, &memo, err);
         if (rc == 0) {
             if (rename(tmp, dest) != 0) {
                 rc = nj_err_sys(err, errno, "cannot rename '%s' to '%s'", tmp, dest);
@@ -749,7 +760,7 @@ static int make_temp_dir(const char *dest, char **out, nj_err *err)
 
 /* Creates one manifest entry at `full` inside the tree being built. */
 static int restore_entry(nj_store *s, const nj_manifest_entry *e, const char *full,
-                         nj_link_mode mode, nj_err *err)
+                         nj_link_mode mode, struct link_memo *memo, nj_err *err)
 {
     if (e->kind == NJ_ENTRY_DIR) {
         if (mkdir(full, 0777) != 0) return nj_err_sys(err, errno, "cannot create directory '%s'", full);
@@ -767,7 +778,7 @@ static int restore_entry(nj_store *s, const nj_manifest_entry *e, const char *fu
         free(target);
         return rc;
     }
-    return materialize(s, &e->hash, full, mode, e->kind == NJ_ENTRY_EXEC, 0, err);
+    return materialize(s, &e->hash, full, mode, e->kind == NJ_ENTRY_EXEC, 0, memo, err);
 }
 
 /* Puts the finished tree `tmp` at `dest` in one step and removes what was
@@ -821,6 +832,7 @@ int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest
     if (rc == 0) rc = make_temp_dir(dest, &tmp, err);
     if (rc < 0) goto fail;
 
+    struct link_memo memo = {0};
     char *made = NULL; /* the last parent directory created, to skip repeats */
     for (size_t i = 0; rc == 0 && i < m.len; i++) {
         char *full = nj_path_join(tmp, m.items[i].path);
@@ -832,7 +844,7 @@ int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest
         } else {
             free(parent);
         }
-        if (rc == 0) rc = restore_entry(store, &m.items[i], full, mode, err);
+        if (rc == 0) rc = restore_entry(store, &m.items[i], full, mode, &memo, err);
         free(full);
     }
     free(made);

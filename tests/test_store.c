@@ -506,3 +506,86 @@ Test(store, read_returns_verified_bytes)
     cr_assert_eq(nj_store_read(s, &h, &data, &len, &err), NJ_ECORRUPT);
     nj_store_free(s);
 }
+
+Test(store, exec_bit_of_tree_entry_wins_over_object_mode)
+{
+    nj_store *s = open_store();
+    nj_test_write("plain", "#!/bin/sh\nexit 0\n");
+    nj_hash h = put(s, "plain"); /* object is 0444 */
+    nj_test_write("t/tool", "#!/bin/sh\nexit 0\n");
+    cr_assert_eq(chmod("t/tool", 0755), 0);
+    nj_err err = {0};
+    nj_hash tree;
+    cr_assert_eq(nj_store_put_tree(s, "t", &tree, &err), 0, "%s", err.msg);
+    cr_assert_eq(nj_store_restore_tree(s, &tree, "r", NJ_LINK_HARDLINK, &err), 0, "%s", err.msg);
+    struct stat st, o;
+    cr_assert_eq(stat("r/tool", &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0555);
+    char *obj = nj_store_object_path(s, &h);
+    cr_assert_eq(stat(obj, &o), 0);
+    cr_assert_eq(o.st_mode & 07777, 0444, "the shared object keeps its mode");
+    cr_assert_neq(o.st_ino, st.st_ino, "a copy, since a link would have the wrong mode");
+    free(obj);
+    nj_store_free(s);
+}
+
+Test(store, put_repairs_a_truncated_object)
+{
+    nj_store *s = open_store();
+    nj_test_write("f", "some longer content");
+    nj_hash h = put(s, "f");
+    char *obj = nj_store_object_path(s, &h);
+    cr_assert_eq(chmod(obj, 0644), 0);
+    cr_assert_eq(truncate(obj, 4), 0);
+    nj_err err = {0};
+    put(s, "f"); /* the size differs, so put replaces the object */
+    cr_assert_eq(nj_store_verify(s, &h, &err), 0, "%s", err.msg);
+    struct stat st;
+    cr_assert_eq(stat(obj, &st), 0);
+    cr_assert_eq(st.st_size, 19);
+    cr_assert_eq(st.st_mode & 07777, 0444, "the new object is read-only again");
+    free(obj);
+    nj_store_free(s);
+}
+
+/* A stat cache that knows one file: lets put skip reading it. */
+struct one_entry_cache {
+    const char *path;
+    nj_hash hash;
+    int lookups;
+};
+
+static int one_lookup(void *ctx, const char *path, const nj_file_sig *sig, nj_hash *hash)
+{
+    struct one_entry_cache *c = ctx;
+    (void)sig;
+    c->lookups++;
+    if (strcmp(path, c->path) != 0) return 0;
+    *hash = c->hash;
+    return 1;
+}
+
+Test(store, stat_cache_skips_reading_known_stored_files)
+{
+    nj_store *s = open_store();
+    nj_err err = {0};
+    struct one_entry_cache oc = {.path = "t/big"};
+    cr_assert_eq(nj_store_put_buffer(s, "cached content", 14, &oc.hash, &err), 0);
+    nj_test_write("t/big", "actual content");
+    nj_test_write("t/small", "x");
+    nj_hash_cache cache = {one_lookup, NULL, &oc};
+    nj_store_set_cache(s, &cache);
+    nj_hash h;
+    /* The cache vouches for t/big (whose size matches the stored object). */
+    cr_assert_eq(nj_store_put_file(s, "t/big", &h, NULL, &err), 0, "%s", err.msg);
+    cr_assert(nj_hash_equal(&h, &oc.hash));
+    nj_hash tree, real;
+    cr_assert_eq(nj_store_put_tree(s, "t", &tree, &err), 0, "%s", err.msg);
+    cr_assert_eq(nj_hash_path("t", NULL, &real, &err), 0);
+    cr_assert_not(nj_hash_equal(&tree, &real), "the cached hash was used for t/big");
+    cr_assert_geq(oc.lookups, 3);
+    nj_store_set_cache(s, NULL);
+    cr_assert_eq(nj_store_put_tree(s, "t", &tree, &err), 0, "%s", err.msg);
+    cr_assert(nj_hash_equal(&tree, &real));
+    nj_store_free(s);
+}
