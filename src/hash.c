@@ -113,8 +113,8 @@ int nj_hash_from_hex(const char *hex, nj_hash *out, nj_err *err)
 {
     size_t n = strnlen(hex, 2 * NJ_HASH_SIZE + 1);
     if (n != 2 * NJ_HASH_SIZE)
-        return nj_err_set(err, NJ_EFORMAT, "invalid sha256 '%.80s': expected 64 hex digits, got %zu",
-                          hex, n);
+        return nj_err_set(err, NJ_EFORMAT,
+                          "invalid sha256 '%.80s': expected 64 hex digits, got %zu", hex, n);
     for (int i = 0; i < NJ_HASH_SIZE; i++) {
         int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
@@ -197,7 +197,8 @@ static int hash_fd(int fd, const char *path, nj_hasher *h, unsigned char *buf, s
     uint64_t total = 0;
     for (;;) {
         size_t n;
-        if (read_full(fd, buf, cap, &n) != 0) return nj_err_sys(err, errno, "cannot read '%s'", path);
+        if (read_full(fd, buf, cap, &n) != 0)
+            return nj_err_sys(err, errno, "cannot read '%s'", path);
         if (n == 0) break;
         nj_hasher_update(h, buf, n);
         total += n;
@@ -411,8 +412,10 @@ int nj_hash_files(const char *const *paths, size_t n, nj_hash *out, uint64_t *si
     }
     int rc = hash_tasks(tasks, n, err);
     for (size_t i = 0; i < n; i++) {
-        if (tasks[i].code == 0) out[i] = tasks[i].hash;
-        else memset(&out[i], 0, sizeof(out[i]));
+        if (tasks[i].code == 0)
+            out[i] = tasks[i].hash;
+        else
+            memset(&out[i], 0, sizeof(out[i]));
         if (sizes) sizes[i] = tasks[i].code == 0 ? tasks[i].size : 0;
         if (codes) codes[i] = tasks[i].code;
     }
@@ -494,8 +497,8 @@ static int walk_dir(struct walk *w, const char *rel, nj_err *err)
             ssize_t n = readlink(full, target, sizeof(target));
             if (n < 0 || (size_t)n >= sizeof(target)) {
                 rc = n < 0 ? nj_err_sys(err, errno, "cannot read link '%s'", full)
-                           : nj_err_set(err, -ENAMETOOLONG, "cannot read link '%s': target too long",
-                                        full);
+                           : nj_err_set(err, -ENAMETOOLONG,
+                                        "cannot read link '%s': target too long", full);
                 free(child);
             } else {
                 nj_manifest_entry *e = push_entry(w->m, child, NJ_ENTRY_LINK, (uint64_t)n);
@@ -581,9 +584,12 @@ void nj_manifest_encode(const nj_manifest *m, nj_buf *out)
         }
         nj_buf_printf(out, "%c %s %llu ", (char)e->kind, hex, (unsigned long long)e->size);
         for (const char *p = e->path; *p; p++) {
-            if (*p == '\\') nj_buf_puts(out, "\\\\");
-            else if (*p == '\n') nj_buf_puts(out, "\\n");
-            else nj_buf_putc(out, *p);
+            if (*p == '\\')
+                nj_buf_puts(out, "\\\\");
+            else if (*p == '\n')
+                nj_buf_puts(out, "\\n");
+            else
+                nj_buf_putc(out, *p);
         }
         nj_buf_putc(out, '\n');
     }
@@ -618,8 +624,10 @@ static const nj_manifest_entry *find_entry(const nj_manifest *m, size_t upto, co
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(m->items[mid].path, path);
         if (c == 0) return &m->items[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -644,15 +652,15 @@ int nj_manifest_parse(const char *data, size_t len, const char *name, nj_manifes
         /* "<kind> <64 hex> <size> <path>" */
         nj_manifest_entry e = {0};
         char hex[NJ_HASH_HEX_SIZE];
-        if (eol - p < 70 || p[1] != ' ' || p[66] != ' ' ||
-            !strchr("fxld", p[0]) || p[0] == '\0') {
+        if (eol - p < 70 || p[1] != ' ' || p[66] != ' ' || !strchr("fxld", p[0]) || p[0] == '\0') {
             rc = nj_err_set(err, NJ_EFORMAT, "%s:%d: malformed entry", name, line);
             break;
         }
         e.kind = (nj_entry_kind)p[0];
         memcpy(hex, p + 2, 64);
         hex[64] = '\0';
-        if (e.kind == NJ_ENTRY_DIR ? strspn(hex, "0") != 64 : nj_hash_from_hex(hex, &e.hash, NULL) < 0) {
+        if (e.kind == NJ_ENTRY_DIR ? strspn(hex, "0") != 64
+                                   : nj_hash_from_hex(hex, &e.hash, NULL) < 0) {
             rc = nj_err_set(err, NJ_EFORMAT, "%s:%d: invalid hash '%s'", name, line, hex);
             break;
         }
@@ -690,8 +698,8 @@ int nj_manifest_parse(const char *data, size_t len, const char *name, nj_manifes
             break;
         }
         if (m->len > 0 && strcmp(m->items[m->len - 1].path, path.data) >= 0) {
-            rc = nj_err_set(err, NJ_EFORMAT, "%s:%d: entries not sorted or duplicated at '%s'", name,
-                            line, path.data);
+            rc = nj_err_set(err, NJ_EFORMAT, "%s:%d: entries not sorted or duplicated at '%s'",
+                            name, line, path.data);
             break;
         }
         /* A file, link or empty-directory entry cannot have entries beneath

@@ -168,8 +168,10 @@ const char *nj_store_dir(const nj_store *store)
 void nj_store_set_cache(nj_store *store, const nj_hash_cache *cache)
 {
     store->has_cache = cache != NULL;
-    if (cache) store->cache = *cache;
-    else memset(&store->cache, 0, sizeof(store->cache));
+    if (cache)
+        store->cache = *cache;
+    else
+        memset(&store->cache, 0, sizeof(store->cache));
 }
 
 char *nj_store_object_path(const nj_store *store, const nj_hash *hash)
@@ -337,11 +339,15 @@ static int publish(nj_store *s, int fd, char *tmp, const nj_hash *hash, uint64_t
     }
     /* Read-only before it is visible: there is no moment at which a
      * published object could be written through its own name. */
-    if (fchmod(fd, exec ? 0555 : 0444) != 0) rc = nj_err_sys(err, errno, "cannot chmod '%s'", tmp);
-    else if (fsync(fd) != 0) rc = nj_err_sys(err, errno, "cannot fsync '%s'", tmp);
+    if (fchmod(fd, exec ? 0555 : 0444) != 0)
+        rc = nj_err_sys(err, errno, "cannot chmod '%s'", tmp);
+    else if (fsync(fd) != 0)
+        rc = nj_err_sys(err, errno, "cannot fsync '%s'", tmp);
     if (close(fd) != 0 && rc == 0) rc = nj_err_sys(err, errno, "cannot close '%s'", tmp);
-    if (rc < 0) unlink(tmp);
-    else rc = install(tmp, obj, replace, err);
+    if (rc < 0)
+        unlink(tmp);
+    else
+        rc = install(tmp, obj, replace, err);
 done:
     free(obj);
     free(tmp);
@@ -399,8 +405,7 @@ static int put_path(nj_store *s, const char *path, nj_hash *out, uint64_t *size,
     return rc;
 }
 
-int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size,
-                      nj_err *err)
+int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size, nj_err *err)
 {
     const nj_hash_cache *c = store->has_cache ? &store->cache : NULL;
     nj_file_sig sig;
@@ -492,7 +497,8 @@ static void put_done(uv_work_t *req, int status)
     struct put_batch *b = j->batch;
     const nj_hash_cache *c = &b->store->cache;
     (void)status; /* never cancelled */
-    if (j->code < 0) b->failed = 1;
+    if (j->code < 0)
+        b->failed = 1;
     else if (b->store->has_cache && c->store && j->stable)
         c->store(c->ctx, j->full, &j->sig, &j->entry->hash);
     queue_put(b);
@@ -704,8 +710,10 @@ static int materialize(nj_store *s, const nj_hash *hash, const char *path, nj_li
         rc = nj_err_sys(err, errno, "cannot create '%s'", path);
         goto done;
     }
-    if (lseek(src, 0, SEEK_SET) < 0) rc = nj_err_sys(err, errno, "cannot seek '%s'", obj);
-    else rc = copy_hashing(src, obj, fd, path, &got, &size, err);
+    if (lseek(src, 0, SEEK_SET) < 0)
+        rc = nj_err_sys(err, errno, "cannot seek '%s'", obj);
+    else
+        rc = copy_hashing(src, obj, fd, path, &got, &size, err);
     if (rc == 0 && !nj_hash_equal(&got, hash)) rc = corrupt(s, obj, &st, &got, err);
 finish:
     if (rc == 0 && fchmod(fd, fmode) != 0) rc = nj_err_sys(err, errno, "cannot chmod '%s'", path);
@@ -753,7 +761,8 @@ static int make_temp_dir(const char *dest, char **out, nj_err *err)
         }
         int e = errno;
         free(tmp);
-        if (e != EEXIST) return nj_err_sys(err, e, "cannot create temporary directory for '%s'", dest);
+        if (e != EEXIST)
+            return nj_err_sys(err, e, "cannot create temporary directory for '%s'", dest);
     }
     return nj_err_set(err, -EEXIST, "cannot create temporary directory for '%s'", dest);
 }
@@ -763,7 +772,8 @@ static int restore_entry(nj_store *s, const nj_manifest_entry *e, const char *fu
                          nj_link_mode mode, struct link_memo *memo, nj_err *err)
 {
     if (e->kind == NJ_ENTRY_DIR) {
-        if (mkdir(full, 0777) != 0) return nj_err_sys(err, errno, "cannot create directory '%s'", full);
+        if (mkdir(full, 0777) != 0)
+            return nj_err_sys(err, errno, "cannot create directory '%s'", full);
         return 0;
     }
     if (e->kind == NJ_ENTRY_LINK) {
@@ -815,8 +825,8 @@ static int swap_into_place(const char *tmp, const char *dest, nj_err *err)
     return rc;
 }
 
-int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest,
-                          nj_link_mode mode, nj_err *err)
+int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest, nj_link_mode mode,
+                          nj_err *err)
 {
     char *data = NULL, *tmp = NULL, *obj = nj_store_object_path(store, tree);
     size_t len = 0;

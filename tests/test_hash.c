@@ -61,12 +61,15 @@ static unsigned char *pattern(size_t len, unsigned seed)
 Test(hash, known_sha256_vectors)
 {
     nj_hash h = buffer_hash("abc", 3);
-    cr_assert_str_eq(hex_of(&h), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cr_assert_str_eq(hex_of(&h),
+                     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     h = buffer_hash("", 0);
-    cr_assert_str_eq(hex_of(&h), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    cr_assert_str_eq(hex_of(&h),
+                     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     h = buffer_hash(two, strlen(two));
-    cr_assert_str_eq(hex_of(&h), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    cr_assert_str_eq(hex_of(&h),
+                     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 
     /* One million 'a', fed in uneven pieces through one reused hasher. */
     nj_hasher *hs = nj_hasher_new();
@@ -77,7 +80,8 @@ Test(hash, known_sha256_vectors)
     for (size_t off = 0, step = 1; off < 1000000; off += step, step = step * 3 % 9973 + 1)
         nj_hasher_update(hs, a + off, off + step > 1000000 ? 1000000 - off : step);
     nj_hasher_final(hs, &h);
-    cr_assert_str_eq(hex_of(&h), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    cr_assert_str_eq(hex_of(&h),
+                     "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     nj_hasher_free(hs);
     nj_hasher_free(NULL);
     free(a);
@@ -89,18 +93,21 @@ Test(hash, hex_round_trip_and_rejects_bad_input)
     nj_hash h = buffer_hash("abc", 3), back;
     cr_assert_eq(nj_hash_from_hex(hex_of(&h), &back, &err), 0);
     cr_assert(nj_hash_equal(&h, &back));
-    cr_assert_eq(nj_hash_from_hex("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
-                                  &back, &err),
-                 0);
+    cr_assert_eq(
+        nj_hash_from_hex("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", &back,
+                         &err),
+        0);
     cr_assert(nj_hash_equal(&h, &back));
     cr_assert_eq(nj_hash_from_hex("ba7816", &back, &err), NJ_EFORMAT);
     cr_assert(strstr(err.msg, "'ba7816'"), "%s", err.msg);
-    cr_assert_eq(nj_hash_from_hex("za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-                                  &back, &err),
-                 NJ_EFORMAT);
-    cr_assert_eq(nj_hash_from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0",
-                                  &back, &err),
-                 NJ_EFORMAT);
+    cr_assert_eq(
+        nj_hash_from_hex("za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", &back,
+                         &err),
+        NJ_EFORMAT);
+    cr_assert_eq(
+        nj_hash_from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0", &back,
+                         &err),
+        NJ_EFORMAT);
 }
 
 Test(hash, file_equals_buffer_across_block_boundaries)
@@ -299,8 +306,8 @@ Test(hash, manifest_parse_rejects_non_canonical_or_unsafe_input)
 Test(hash, parallel_hashing_equals_serial)
 {
     enum { N = 14 };
-    size_t sizes[N] = {0, 5, 100, 9u << 20, 4096, 12u << 20, 1, 3u << 20, 65536, 10u << 20,
-                       777, 2u << 20, 9u << 20, 33};
+    size_t sizes[N] = {0,        5,     100,       9u << 20, 4096,     12u << 20, 1,
+                       3u << 20, 65536, 10u << 20, 777,      2u << 20, 9u << 20,  33};
     char *paths[N];
     for (int i = 0; i < N; i++) {
         paths[i] = nj_xasprintf("f%02d.bin", i);

@@ -224,7 +224,8 @@ Test(store, link_mode_strings)
         cr_assert_str_eq(nj_link_mode_name(m), names[i]);
     }
     cr_assert_eq(nj_link_mode_parse("symlink", &m, &err), NJ_EFORMAT);
-    cr_assert_str_eq(err.msg, "invalid link mode 'symlink' (expected auto, reflink, hardlink or copy)");
+    cr_assert_str_eq(err.msg,
+                     "invalid link mode 'symlink' (expected auto, reflink, hardlink or copy)");
 }
 
 Test(store, corrupted_object_is_refused_and_never_linked)
@@ -421,8 +422,7 @@ Test(store, concurrent_processes_share_one_store)
     for (int id = 0; id < 2; id++) {
         int status;
         cr_assert_eq(waitpid(pids[id], &status, 0), pids[id]);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status %d", id,
-                  status);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status %d", id, status);
     }
     nj_store *s = open_store();
     /* 5 shared + 10 own + 1 tree of shared/ */

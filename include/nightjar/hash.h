@@ -187,7 +187,6 @@ void nj_manifest_hash(const nj_manifest *m, nj_hash *out);
  * is canonical: the header, strictly increasing paths, safe relative paths,
  * and no entry beneath a file or link entry. Returns 0 or NJ_EFORMAT with
  * "<name>:<line>: ..." (name identifies the object for the message). */
-int nj_manifest_parse(const char *data, size_t len, const char *name, nj_manifest *m,
-                      nj_err *err);
+int nj_manifest_parse(const char *data, size_t len, const char *name, nj_manifest *m, nj_err *err);
 
 #endif

@@ -82,8 +82,7 @@ int nj_store_has(const nj_store *store, const nj_hash *hash);
  * while it is copied, in one pass. With a stat cache that knows the file and
  * an existing object, nothing is read. Returns 0, or a negative code naming
  * `path`; on failure neither a temp file nor an object is left behind. */
-int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size,
-                      nj_err *err);
+int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size, nj_err *err);
 
 /* Stores `len` bytes from `data` as an object. */
 int nj_store_put_buffer(nj_store *store, const void *data, size_t len, nj_hash *out, nj_err *err);
@@ -120,8 +119,8 @@ int nj_store_restore(nj_store *store, const nj_hash *hash, const char *dest, nj_
  * old contents removed. Directories are created writable (0777 & ~umask),
  * files read-only with the tree's executable bits. Every object is verified
  * as in nj_store_restore(); on failure `dest` is left as it was. */
-int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest,
-                          nj_link_mode mode, nj_err *err);
+int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest, nj_link_mode mode,
+                          nj_err *err);
 
 /* Rehashes the object: 0 when it matches its name, -ENOENT when missing,
  * NJ_ECORRUPT (object moved to <dir>/corrupt/) when not. Never uses the
