@@ -197,8 +197,11 @@ static int hash_fd(int fd, const char *path, nj_hasher *h, unsigned char *buf, s
     uint64_t total = 0;
     for (;;) {
         size_t n;
-        if (read_full(fd, buf, cap, &n) != 0)
-            return nj_err_sys(err, errno, "cannot read '%s'", path);
+        if (read_full(fd, buf, cap, &n) != 0) {
+            int rc = nj_err_sys(err, errno, "cannot read '%s'", path);
+            nj_hasher_final(h, out); /* resets h for the job's next file */
+            return rc;
+        }
         if (n == 0) break;
         nj_hasher_update(h, buf, n);
         total += n;
@@ -218,7 +221,9 @@ static int not_regular(nj_err *err, const char *path, mode_t mode)
 static void hash_task(struct task *t, nj_hasher *h, unsigned char *buf, size_t cap, nj_err *err)
 {
     int64_t start = wall_ns();
-    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused
+     * below. Regular files ignore the flag. */
+    int fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         t->code = nj_err_sys(err, errno, "cannot open '%s'", t->path);
         return;
@@ -232,6 +237,7 @@ static void hash_task(struct task *t, nj_hasher *h, unsigned char *buf, size_t c
         t->code = not_regular(err, t->path, before.st_mode);
         goto done;
     }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); /* some FUSE honour it */
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     t->code = hash_fd(fd, t->path, h, buf, cap, &t->hash, &t->size, err);
     if (t->code < 0) goto done;

@@ -388,7 +388,8 @@ static int put_path(nj_store *s, const char *path, nj_hash *out, uint64_t *size,
 {
     int64_t start = wall_ns();
     *stable = 0;
-    int src = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO is refused below instead of waited on. */
+    int src = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (src < 0) return nj_err_sys(err, errno, "cannot open '%s'", path);
     struct stat st;
     int rc;
@@ -398,6 +399,7 @@ static int put_path(nj_store *s, const char *path, nj_hash *out, uint64_t *size,
         rc = nj_err_set(err, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
                         "cannot store '%s': not a regular file", path);
     } else {
+        fcntl(src, F_SETFL, fcntl(src, F_GETFL) & ~O_NONBLOCK);
         rc = put_fd(s, src, path, (st.st_mode & S_IXUSR) != 0, out, size, err);
         if (rc == 0) *stable = cacheable(&st, src, start, sig) && *size == sig->size;
     }

@@ -143,6 +143,7 @@ Test(hash, errors_name_the_path)
     cr_assert_eq(nj_hash_file("d", &h, NULL, &err), -EISDIR);
     cr_assert(strstr(err.msg, "'d'"), "%s", err.msg);
     cr_assert_eq(mkfifo("pipe", 0600), 0);
+    cr_assert_eq(nj_hash_file("pipe", &h, NULL, &err), -EINVAL, "a fifo is refused, not waited on");
     cr_assert_eq(nj_hash_path("pipe", NULL, &h, &err), -EINVAL);
     cr_assert_str_eq(err.msg, "cannot hash 'pipe': not a regular file, directory or symlink");
     cr_assert_eq(mkfifo("d/pipe", 0600), 0);

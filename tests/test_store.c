@@ -442,6 +442,9 @@ Test(store, failed_put_leaves_no_temp_and_no_object)
     cr_assert(strstr(err.msg, "'missing'"), "%s", err.msg);
     cr_assert_eq(mkdir("adir", 0755), 0);
     cr_assert_lt(nj_store_put_file(s, "adir", &h, NULL, &err), 0);
+    cr_assert_eq(mkfifo("fifo", 0600), 0);
+    cr_assert_eq(nj_store_put_file(s, "fifo", &h, NULL, &err), -EINVAL, "refused, not waited on");
+    cr_assert(strstr(err.msg, "'fifo'"), "%s", err.msg);
     if (geteuid() != 0) {
         nj_test_write("secret", "x");
         cr_assert_eq(chmod("secret", 0), 0);
