@@ -29,6 +29,7 @@ struct nj_store {
     char *corrupt; /* <dir>/corrupt */
     nj_hash_cache cache;
     int has_cache;
+    atomic_int no_reflink; /* set once FICLONE into <dir>/tmp is refused */
 };
 
 static atomic_uint name_counter;
@@ -354,23 +355,49 @@ done:
     return rc;
 }
 
-/* Stores the open regular file `src` (at offset 0): reflink + hash the clone,
- * else hash while copying. */
+/* Stores the open regular file `src` (at offset 0). Strategy, cheapest first:
+ *  1. reflink it into a temp file and hash the clone (a snapshot: what is
+ *     hashed is what is stored; no data is copied);
+ *  2. else hash it, and stop if the object exists (re-putting unchanged
+ *     outputs costs one read);
+ *  3. else copy it, hashing again on the way, and name the object by what
+ *     was copied (the file may have changed since step 2).
+ * Step 3 reads twice, but a copy is bound by writeback anyway: on ext4 a
+ * 1 GiB put costs ~4 s of fsync against 0.7 s of hashing, whereas copying
+ * first would make an unchanged re-put cost the full write. */
 static int put_fd(nj_store *s, int src, const char *src_name, int exec, nj_hash *out,
                   uint64_t *size, nj_err *err)
 {
     char *tmp = NULL;
-    int fd = open_store_temp(s, &tmp, err);
-    if (fd < 0) return fd;
-    int rc;
-    if (ioctl(fd, FICLONE, src) == 0) {
-        /* The clone is a snapshot: what we hash is what gets stored. */
-        rc = nj_hash_fd(fd, tmp, out, size, err);
-    } else if (ftruncate(fd, 0) != 0) {
-        rc = nj_err_sys(err, errno, "cannot truncate '%s'", tmp);
-    } else {
-        rc = copy_hashing(src, src_name, fd, tmp, out, size, err);
+    int fd = -1, rc;
+    if (!atomic_load(&s->no_reflink)) {
+        fd = open_store_temp(s, &tmp, err);
+        if (fd < 0) return fd;
+        if (ioctl(fd, FICLONE, src) == 0) {
+            rc = nj_hash_fd(fd, tmp, out, size, err);
+            goto written;
+        }
+        if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL || errno == ENOSYS)
+            atomic_store(&s->no_reflink, 1); /* the store's filesystem cannot */
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        tmp = NULL;
     }
+    nj_hash first;
+    uint64_t first_size;
+    rc = nj_hash_fd(src, src_name, &first, &first_size, err);
+    if (rc < 0) return rc;
+    if (has_sized(s, &first, first_size)) {
+        *out = first;
+        *size = first_size;
+        return 0;
+    }
+    if (lseek(src, 0, SEEK_SET) < 0) return nj_err_sys(err, errno, "cannot seek '%s'", src_name);
+    fd = open_store_temp(s, &tmp, err);
+    if (fd < 0) return fd;
+    rc = copy_hashing(src, src_name, fd, tmp, out, size, err);
+written:
     if (rc < 0) {
         close(fd);
         unlink(tmp);
@@ -519,8 +546,7 @@ int nj_store_put_tree(nj_store *store, const char *dir, nj_hash *out, nj_err *er
     b.jobs = nj_xcalloc(m.len ? m.len : 1, sizeof(*b.jobs));
 
     /* Files the stat cache knows and the store holds need no reading. The
-     * rest are hashed while they are copied (one pass each): a tree that
-     * is put is usually a stage's fresh output. */
+     * rest go to the pool, one put_fd() each. */
     for (size_t i = 0; rc == 0 && i < m.len; i++) {
         nj_manifest_entry *e = &m.items[i];
         if (e->kind == NJ_ENTRY_LINK) {

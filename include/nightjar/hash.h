@@ -40,7 +40,9 @@
  * Threads: all functions are safe to call from several threads at once on
  * different objects. Do not call nj_hash_files() (or nj_hash_path() on a
  * directory) from inside a libuv thread-pool work callback: it waits for the
- * same pool.
+ * same pool. Parallel hashing keeps at most one job per core in flight, but
+ * libuv's pool has 4 threads unless UV_THREADPOOL_SIZE is set before its
+ * first use; main() should set it to the core count on bigger machines.
  */
 #ifndef NJ_HASH_H
 #define NJ_HASH_H

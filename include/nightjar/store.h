@@ -77,11 +77,13 @@ char *nj_store_object_path(const nj_store *store, const nj_hash *hash);
 int nj_store_has(const nj_store *store, const nj_hash *hash);
 
 /* Stores the regular file at `path` (symlinks followed) and gives its hash
- * and size (`size` may be NULL). The file is reflinked into the temp file
- * and the clone hashed where the filesystem allows; otherwise it is hashed
- * while it is copied, in one pass. With a stat cache that knows the file and
- * an existing object, nothing is read. Returns 0, or a negative code naming
- * `path`; on failure neither a temp file nor an object is left behind. */
+ * and size (`size` may be NULL). Where the filesystem allows, the file is
+ * reflinked into the temp file and the clone hashed (no data copied).
+ * Otherwise it is hashed first, which is all an unchanged re-put costs, and
+ * only a new object is copied, hashed again on the way so that the object is
+ * named by the bytes actually copied. With a stat cache that knows the file
+ * and an existing object, nothing is read. Returns 0, or a negative code
+ * naming `path`; on failure neither a temp file nor an object is left. */
 int nj_store_put_file(nj_store *store, const char *path, nj_hash *out, uint64_t *size, nj_err *err);
 
 /* Stores `len` bytes from `data` as an object. */
@@ -89,9 +91,9 @@ int nj_store_put_buffer(nj_store *store, const void *data, size_t len, nj_hash *
 
 /* Stores every file and symlink target beneath the directory `dir` and a
  * tree object; *out is the tree object's hash (= nj_hash_path(dir) when
- * nothing changes meanwhile). Files are hashed in parallel first and only
- * objects not yet stored are copied. A file that changes between hashing and
- * copying is stored as copied and the tree records what was stored. */
+ * nothing changes meanwhile). Files are stored as by nj_store_put_file(),
+ * several at once on the libuv thread pool (one per core). A file that
+ * changes while it is stored is recorded in the tree as it was stored. */
 int nj_store_put_tree(nj_store *store, const char *dir, nj_hash *out, nj_err *err);
 
 /* Reads a whole object into memory (caller frees *data, NUL-terminated) after
