@@ -91,7 +91,7 @@ static void index_items(item_list *l)
     l->sorted = nj_xmalloc((l->len + 1) * sizeof(*l->sorted));
     for (size_t i = 0; i < l->len; i++)
         l->sorted[i] = &l->items[i];
-    qsort(l->sorted, l->len, sizeof(*l->sorted), compare_item_ptrs);
+    if (l->len > 1) qsort(l->sorted, l->len, sizeof(*l->sorted), compare_item_ptrs);
     for (size_t i = 1; i < l->len; i++)
         if (strcmp(l->sorted[i - 1]->path, l->sorted[i]->path) == 0) l->sorted[i]->duplicate = 1;
 }
@@ -423,7 +423,7 @@ static int collect_inputs(item_list *l, const char *const *inputs, size_t n, con
     }
     if (rc < 0) return rc;
 
-    qsort(l->items, l->len, sizeof(*l->items), compare_items);
+    if (l->len > 1) qsort(l->items, l->len, sizeof(*l->items), compare_items);
     size_t kept = 0;
     for (size_t i = 0; i < l->len; i++) {
         if (kept > 0 && strcmp(l->items[kept - 1].path, l->items[i].path) == 0) {
@@ -993,7 +993,7 @@ static int fix_dir_modes(const item_list *l, const char *root, nj_err *err)
     }
     int rc = 0;
     const char *last = NULL;
-    qsort(dirs.items, dirs.len, sizeof(*dirs.items), compare_strings);
+    if (dirs.len > 1) qsort(dirs.items, dirs.len, sizeof(*dirs.items), compare_strings);
     for (size_t i = 0; i < dirs.len && rc == 0; i++) {
         if (last && strcmp(last, dirs.items[i]) == 0) continue;
         last = dirs.items[i];

@@ -117,6 +117,24 @@ static void touch_tree(const char *dir, time_t atime, time_t mtime)
     closedir(d);
 }
 
+/* Gives everything beneath `dir` another owner, when we may. */
+static void chown_tree(const char *dir, uid_t uid, gid_t gid)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "opendir %s", dir);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char *child = nj_path_join(dir, e->d_name);
+        struct stat st;
+        cr_assert_eq(lstat(child, &st), 0);
+        if (S_ISDIR(st.st_mode)) chown_tree(child, uid, gid);
+        cr_assert_eq(lchown(child, uid, gid), 0, "lchown %s: %s", child, strerror(errno));
+        free(child);
+    }
+    closedir(d);
+}
+
 static nj_snapshot_info snap(const char *base, const char *format, const char *dest)
 {
     nj_err err = {0};
@@ -187,6 +205,7 @@ Test(snapshot, same_bytes_whatever_times_order_and_umask)
     make_day_masked("b", 1, 077); /* files 0600 and 0700, directories 0700 */
     touch_tree("b", 1700000000, 1234567890);
     umask(old);
+    if (geteuid() == 0) chown_tree("b", 4321, 8765); /* owners must not matter either */
 
     for (size_t i = 0; i < sizeof(FORMATS) / sizeof(FORMATS[0]); i++) {
         char da[64], db[64];
@@ -672,6 +691,30 @@ Test(snapshot, safe_links_and_dot_entries_extract)
     free(text);
     cr_assert(S_ISLNK(mode_of("out/d/up")));
     assert_dir(".", "good.tar out");
+}
+
+Test(snapshot, flat_and_empty_trees_round_trip)
+{
+    nj_err err = {0};
+    write_file("flat/one.txt", "1\n", 0644);
+    write_file("flat/two.sh", "2\n", 0755);
+    const char *all[] = {"."};
+    nj_snapshot_info info;
+    cr_assert_eq(nj_snapshot_create(all, 1, "flat", "tar", "flat.tar", &info, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(info.entries, 2);
+    cr_assert_eq(nj_snapshot_extract("flat.tar", "flat-out", &err), 0, "%s", err.msg);
+    nj_hash want = hash_path("flat"), got = hash_path("flat-out");
+    cr_assert(nj_hash_equal(&want, &got));
+
+    mkdirs("hollow");
+    cr_assert_eq(nj_snapshot_create(all, 1, "hollow", NULL, "hollow.tar.zst", &info, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(info.entries, 0);
+    cr_assert_eq(info.bytes, 0);
+    cr_assert_eq(nj_snapshot_extract("hollow.tar.zst", "hollow-out", &err), 0, "%s", err.msg);
+    cr_assert(nj_fs_is_dir("hollow-out"));
+    assert_dir("hollow-out", "");
 }
 
 /* An archive that passes validation but fails while being written leaves

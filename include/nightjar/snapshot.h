@@ -32,14 +32,17 @@
  *    owner-execute bit, else 0644; 0755 for directories; 0777 for symlinks.
  *  - No zero padding after the last block, so a truncated file is noticed.
  *  - Symlinks beneath an input are stored as symlinks with their target
- *    text as is, but must stay inside the snapshot (see extraction); an input
- *    named directly is followed like nj_hash_path() does. Hardlinked files
- *    are stored as separate regular files. Fifos, sockets and devices are
- *    refused.
+ *    text as is, but must not lead out of the snapshot's root (base_dir),
+ *    judged as extraction does, so every snapshot made can be extracted; an
+ *    input named directly is followed like nj_hash_path() does. Hardlinked
+ *    files are stored as separate regular files. Fifos, sockets and devices
+ *    are refused.
  *  - Formats: "tar.zst" (the default; zstd level 3, single-threaded),
  *    "tar.gz" (deflate level 6, no name and a zero timestamp in the gzip
  *    header), "tar". The bytes depend on the libarchive, zlib and libzstd
  *    versions, so "identical" means on one build of nightjar.
+ *  - Any tar reader can list and extract a snapshot; GNU tar warns once per
+ *    entry that it ignores the "hdrcharset" keyword, bsdtar does not.
  *
  * Extraction refuses, before anything is written, any entry that is an
  * absolute path, has a ".." component, appears twice, lies beneath a
@@ -104,9 +107,10 @@ typedef int (*nj_snapshot_visit_fn)(void *ctx, const nj_snapshot_entry *entry);
 
 /* Calls fn for every entry of the archive at `path`, in archive order (for
  * our snapshots: sorted). Does not check entries for safety; extraction
- * does. Returns 0, fn's non-zero value, or NJ_EARCHIVE with "cannot read
- * snapshot 'path': <libarchive's message>", or with "snapshot 'path': entry
- * 'p' is a fifo, not a file, directory or symlink". */
+ * does. Returns 0, fn's non-zero value, or a negative code: NJ_EARCHIVE (or
+ * -errno such as -ENOENT) with "cannot read snapshot 'path': <libarchive's
+ * message>", NJ_EARCHIVE with "snapshot 'path': entry 'p' is a fifo, not a
+ * file, directory or symlink". */
 int nj_snapshot_list_entries(const char *path, nj_snapshot_visit_fn fn, void *ctx, nj_err *err);
 
 /* Extracts the archive at `archive` as the directory `dest_dir`, which must
