@@ -95,6 +95,25 @@ static const char *const migrations[] = {
     "  error TEXT);"
     "CREATE INDEX attempts_by_run ON attempts(run_id, stage, ds, attempt);"
     "CREATE INDEX attempts_running ON attempts(status) WHERE status = 'running';",
+    /* 1 -> 2: the cache's per-workspace tables.
+     * stat_cache: content hash of a file as long as its signature is unchanged.
+     * stage_keys: the last key of each stage instance and the outputs it had,
+     *   what `why` compares against and what `up-to-date` means. */
+    "CREATE TABLE stat_cache ("
+    "  path TEXT PRIMARY KEY,"
+    "  dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, mode INTEGER NOT NULL,"
+    "  hash BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE stage_keys ("
+    "  pipeline TEXT NOT NULL,"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  key TEXT NOT NULL,"
+    "  components TEXT NOT NULL,"
+    "  outputs TEXT NOT NULL,"
+    "  run_id INTEGER,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (pipeline, stage, ds));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -1,0 +1,56 @@
+/* instance.h - one stage instance (a stage on a date), rendered: its command,
+ * the paths it reads and writes, its environment and code files.
+ *
+ * Rendering happens once per instance; the scheduler runs what it describes
+ * and the cache hashes it. Relative paths are relative to the pipeline
+ * directory (as written in the file, after templates); absolute ones are
+ * ready to open.
+ *
+ * Inputs are the stage's `deps` followed by every upstream output its
+ * command names with {{stages.S.outs.x}}, without duplicates. For each input
+ * that some stage produces, `producer` names that stage and output, so a
+ * missing input can be restored from the producer's cached result.
+ */
+#ifndef NJ_INSTANCE_H
+#define NJ_INSTANCE_H
+
+#include <stddef.h>
+
+#include "nightjar/err.h"
+#include "nightjar/spec.h"
+
+typedef struct nj_path_pair {
+    char *rel; /* as rendered, e.g. "data/2001-03-01/table.csv" (or absolute if written so) */
+    char *abs; /* joined with the pipeline directory */
+} nj_path_pair;
+
+typedef struct nj_input {
+    nj_path_pair path;
+    const nj_stage *producer; /* the stage with an output at this path, or NULL */
+    const nj_out *producer_out;
+} nj_input;
+
+typedef struct nj_instance {
+    const nj_pipeline *pipeline; /* borrowed */
+    const nj_stage *stage;       /* borrowed */
+    char *ds;                    /* NULL when the run has no date */
+    char *cmd;                   /* rendered, shell-quoted values */
+    char *cwd;                   /* absolute */
+    nj_path_pair *outs;          /* parallel to stage->outs */
+    size_t nouts;
+    nj_input *inputs;
+    size_t ninputs;
+    nj_path_pair *code; /* parallel to stage->code */
+    size_t ncode;
+    char **env; /* "NAME=value", parallel to stage->env */
+    size_t nenv;
+} nj_instance;
+
+/* Renders stage `s` of `p` for date `ds` (may be NULL). Returns 0, or a
+ * negative code with err->msg naming the template that failed; *out is then
+ * released. */
+int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
+                       nj_err *err);
+void nj_instance_release(nj_instance *inst);
+
+#endif

@@ -1,0 +1,148 @@
+/* instance.c - rendering a stage instance's command, paths and env. */
+#include "nightjar/instance.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nightjar/fs.h"
+#include "nightjar/template.h"
+#include "nightjar/util.h"
+
+typedef struct render_env {
+    const nj_pipeline *p;
+    const nj_stage *s;
+    const char *ds;
+} render_env;
+
+static int render(const render_env *re, const char *tmpl, int shell_quote, char **out,
+                  nj_err *err)
+{
+    nj_render_ctx ctx = {
+        .pipeline = re->p,
+        .stage = re->s,
+        .ds = re->ds,
+        .shell_quote = shell_quote,
+        .absolute_paths = re->s->workdir != NULL,
+    };
+    return nj_template_render(tmpl, &ctx, out, err);
+}
+
+static int render_path(const render_env *re, const char *tmpl, nj_path_pair *out, nj_err *err)
+{
+    int rc = render(re, tmpl, 0, &out->rel, err);
+    if (rc < 0) return rc;
+    out->abs = nj_path_join(re->p->dir, out->rel);
+    return 0;
+}
+
+/* The stage and output writing `path` (a template as written), if any. */
+static void find_producer(const nj_pipeline *p, const char *path, nj_input *in)
+{
+    for (size_t i = 0; i < p->nstages; i++)
+        for (size_t j = 0; j < p->stages[i].nouts; j++)
+            if (strcmp(p->stages[i].outs[j].path, path) == 0) {
+                in->producer = &p->stages[i];
+                in->producer_out = &p->stages[i].outs[j];
+                return;
+            }
+}
+
+typedef struct inputs_walk {
+    const nj_pipeline *p;
+    nj_strs *templates;
+} inputs_walk;
+
+static int add_stage_out_ref(void *ctx, const char *expr, size_t len, size_t offset)
+{
+    (void)offset;
+    inputs_walk *w = ctx;
+    nj_expr e;
+    if (nj_template_parse_expr(expr, len, &e, NULL) < 0 || e.kind != NJ_EXPR_STAGE_OUT) return 0;
+    char *stage = nj_xstrndup(e.stage, e.stage_len), *name = nj_xstrndup(e.name, e.name_len);
+    const nj_stage *up = nj_pipeline_stage(w->p, stage);
+    const nj_out *o = up ? nj_stage_out(up, name) : NULL;
+    if (o && !nj_strs_contains(w->templates, o->path)) nj_strs_push(w->templates, o->path);
+    free(stage);
+    free(name);
+    return 0;
+}
+
+int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
+                       nj_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->pipeline = p;
+    out->stage = s;
+    out->ds = nj_xstrdup(ds);
+    render_env re = {p, s, ds};
+    int rc = render(&re, s->cmd, 1, &out->cmd, err);
+    if (rc < 0) goto fail;
+    out->cwd = s->workdir ? nj_path_join(p->dir, s->workdir) : nj_xstrdup(p->dir);
+
+    out->outs = nj_xcalloc(s->nouts, sizeof(*out->outs));
+    for (; out->nouts < s->nouts; out->nouts++)
+        if ((rc = render_path(&re, s->outs[out->nouts].path, &out->outs[out->nouts], err)) < 0)
+            goto fail;
+
+    nj_strs templates = {0};
+    for (size_t i = 0; i < s->ndeps; i++)
+        if (!nj_strs_contains(&templates, s->deps[i].path)) nj_strs_push(&templates, s->deps[i].path);
+    inputs_walk w = {p, &templates};
+    nj_template_scan(s->cmd, add_stage_out_ref, &w, NULL);
+    out->inputs = nj_xcalloc(templates.len, sizeof(*out->inputs));
+    for (; out->ninputs < templates.len; out->ninputs++) {
+        nj_input *in = &out->inputs[out->ninputs];
+        find_producer(p, templates.items[out->ninputs], in);
+        if (in->producer == s) in->producer = NULL, in->producer_out = NULL;
+        if ((rc = render_path(&re, templates.items[out->ninputs], &in->path, err)) < 0) break;
+    }
+    nj_strs_release(&templates);
+    if (rc < 0) {
+        out->ninputs++; /* release the partly rendered one too */
+        goto fail;
+    }
+
+    out->code = nj_xcalloc(s->ncode, sizeof(*out->code));
+    for (; out->ncode < s->ncode; out->ncode++)
+        if ((rc = render_path(&re, s->code[out->ncode].name, &out->code[out->ncode], err)) < 0)
+            goto fail;
+
+    out->env = nj_xcalloc(s->nenv, sizeof(char *));
+    for (; out->nenv < s->nenv; out->nenv++) {
+        char *value;
+        if ((rc = render(&re, s->env[out->nenv].value, 0, &value, err)) < 0) goto fail;
+        out->env[out->nenv] = nj_xasprintf("%s=%s", s->env[out->nenv].name, value);
+        free(value);
+    }
+    return 0;
+fail:
+    nj_instance_release(out);
+    return rc;
+}
+
+static void release_pairs(nj_path_pair *pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(pairs[i].rel);
+        free(pairs[i].abs);
+    }
+    free(pairs);
+}
+
+void nj_instance_release(nj_instance *inst)
+{
+    free(inst->ds);
+    free(inst->cmd);
+    free(inst->cwd);
+    release_pairs(inst->outs, inst->nouts);
+    for (size_t i = 0; i < inst->ninputs; i++) {
+        free(inst->inputs[i].path.rel);
+        free(inst->inputs[i].path.abs);
+    }
+    free(inst->inputs);
+    release_pairs(inst->code, inst->ncode);
+    for (size_t i = 0; i < inst->nenv; i++)
+        free(inst->env[i]);
+    free(inst->env);
+    memset(inst, 0, sizeof(*inst));
+}
