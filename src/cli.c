@@ -23,6 +23,9 @@ static const char usage_text[] =
     "  status     each stage's latest outcome\n"
     "  history    past runs, newest first\n"
     "  logs       print the log of a stage's attempt\n"
+    "  why        whether each stage would run, be restored or stay, and why\n"
+    "  gc         remove cache entries and objects nothing needs any more\n"
+    "  verify     rehash the cache's objects and check its entries\n"
     "\n"
     "Run 'nightjar VERB --help' for a verb's options. 'nightjar --version' prints the version.\n"
     "\n"
@@ -43,6 +46,7 @@ typedef struct verb {
 static const verb verbs[] = {
     {"run", cli_run},         {"validate", cli_validate}, {"dag", cli_dag},
     {"status", cli_status},   {"history", cli_history},   {"logs", cli_logs},
+    {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
 };
 
 int nj_cli_main(int argc, char **argv)

@@ -63,6 +63,12 @@ void cli_json_str(FILE *f, const char *s); /* "..." with escapes, or null */
 /* 1 when stderr is a terminal and TERM is not dumb. */
 int cli_stderr_is_tty(void);
 
+/* Prints, for each plan node, "run", "cached" or "up-to-date" and why
+ * (nightjar why, run --dry-run --explain). Opens the workspace state and
+ * cache read-only in spirit: nothing on disk changes. Returns an exit code. */
+struct nj_plan;
+int cli_print_explanations(const nj_pipeline *p, const struct nj_plan *plan, int use_cache);
+
 /* Verbs. */
 int cli_run(int argc, char **argv);
 int cli_validate(int argc, char **argv);
@@ -70,5 +76,8 @@ int cli_dag(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_history(int argc, char **argv);
 int cli_logs(int argc, char **argv);
+int cli_why(int argc, char **argv);
+int cli_gc(int argc, char **argv);
+int cli_verify(int argc, char **argv);
 
 #endif

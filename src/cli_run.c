@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli_internal.h"
+#include "nightjar/cache.h"
 #include "nightjar/exec.h"
 #include "nightjar/fs.h"
 #include "nightjar/lock.h"
@@ -31,7 +32,11 @@ static const char run_help[] =
     "  --only STAGE        run just this stage (repeatable); its inputs must exist\n"
     "  --from STAGE        run this stage and everything downstream of it\n"
     "  --until STAGE       run this stage and everything upstream of it\n"
+    "  --force STAGE       rerun this stage even if its result is cached (repeatable)\n"
+    "  --force-downstream STAGE  rerun this stage and everything downstream of it\n"
+    "  --no-cache          run every selected stage; neither read nor write the cache\n"
     "  --dry-run           print what would run, run nothing\n"
+    "  --explain           with --dry-run: say for each stage whether it would run and why\n"
     "  --fail-fast         stop every stage after the first failure\n"
     "  --wait-lock SECONDS wait this long for another run to release the workspace\n"
     "  --grace DURATION    time between SIGTERM and SIGKILL (default 10s)\n"
@@ -39,13 +44,18 @@ static const char run_help[] =
     "exit codes: 0 success, 1 a stage failed, 2 usage error, 3 invalid pipeline,\n"
     "4 system error, 75 another run holds the workspace, 130 interrupted\n";
 
-enum { OPT_DATE, OPT_JOBS, OPT_ONLY, OPT_FROM, OPT_UNTIL, OPT_DRY, OPT_FAILFAST, OPT_WAIT, OPT_GRACE };
+enum {
+    OPT_DATE, OPT_JOBS, OPT_ONLY, OPT_FROM, OPT_UNTIL, OPT_DRY, OPT_FAILFAST, OPT_WAIT, OPT_GRACE,
+    OPT_FORCE, OPT_FORCE_DOWN, OPT_NO_CACHE, OPT_EXPLAIN
+};
 static const cli_opt run_opts[] = {
     [OPT_DATE] = {"--date", NULL, 1},      [OPT_JOBS] = {"--jobs", "-j", 1},
     [OPT_ONLY] = {"--only", NULL, 1},      [OPT_FROM] = {"--from", NULL, 1},
     [OPT_UNTIL] = {"--until", NULL, 1},    [OPT_DRY] = {"--dry-run", NULL, 0},
     [OPT_FAILFAST] = {"--fail-fast", NULL, 0}, [OPT_WAIT] = {"--wait-lock", NULL, 1},
-    [OPT_GRACE] = {"--grace", NULL, 1},
+    [OPT_GRACE] = {"--grace", NULL, 1},     [OPT_FORCE] = {"--force", NULL, 1},
+    [OPT_FORCE_DOWN] = {"--force-downstream", NULL, 1}, [OPT_NO_CACHE] = {"--no-cache", NULL, 0},
+    [OPT_EXPLAIN] = {"--explain", NULL, 0},
 };
 
 typedef struct reporter {
@@ -146,6 +156,11 @@ static void on_event(void *ctx, const nj_event *ev, const nj_progress *pr)
         if (ev->status == NJ_STATUS_SUCCEEDED) {
             fprintf(stderr, "%s%sdone  %s (%s)\n", rp->tty ? "" : ts, rp->tty ? "" : " ",
                     ev->stage, d);
+        } else if (ev->status == NJ_STATUS_UP_TO_DATE) {
+            /* Unchanged work is the common case: counted in the summary, not listed. */
+        } else if (ev->status == NJ_STATUS_CACHED) {
+            fprintf(stderr, "%s%scached %s (%s)\n", rp->tty ? "" : ts, rp->tty ? "" : " ",
+                    ev->stage, ev->reason ? ev->reason : "restored");
         } else if (ev->status == NJ_STATUS_FAILED) {
             char tries[32] = "";
             if (ev->attempt > 0)
@@ -165,6 +180,10 @@ static void on_event(void *ctx, const nj_event *ev, const nj_progress *pr)
         fprintf(stderr, "%s%sgot signal %d (%s): stopping running stages%s\n", rp->tty ? "" : ts,
                 rp->tty ? "" : " ", ev->signal, strsignal(ev->signal),
                 pr->running ? "" : "");
+        break;
+    case NJ_EVENT_CACHE_PROBLEM:
+        fprintf(stderr, "%s%swarning: %s: %s\n", rp->tty ? "" : ts, rp->tty ? "" : " ", ev->stage,
+                ev->reason);
         break;
     case NJ_EVENT_TICK:
         break;
@@ -273,6 +292,8 @@ int cli_run(int argc, char **argv)
         if (a.which[i] == OPT_ONLY) nj_strs_push(&sel.only, a.values[i]);
         if (a.which[i] == OPT_FROM) nj_strs_push(&sel.from, a.values[i]);
         if (a.which[i] == OPT_UNTIL) nj_strs_push(&sel.until, a.values[i]);
+        if (a.which[i] == OPT_FORCE) nj_strs_push(&sel.force, a.values[i]);
+        if (a.which[i] == OPT_FORCE_DOWN) nj_strs_push(&sel.force_downstream, a.values[i]);
     }
 
     nj_pipeline *p = NULL;
@@ -280,6 +301,7 @@ int cli_run(int argc, char **argv)
     nj_plan *plan = NULL;
     nj_lock *lock = NULL;
     nj_state *st = NULL;
+    nj_cache *cache = NULL;
     char *ws_lock = NULL, *ws_state = NULL, *ws_logs = NULL, *args = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
@@ -289,9 +311,14 @@ int cli_run(int argc, char **argv)
         code = cli_exit_for(rc);
         goto out;
     }
+    if (cli_flag(&a, OPT_EXPLAIN) && !cli_flag(&a, OPT_DRY)) {
+        cli_error("run: --explain goes with --dry-run (or use 'nightjar why')");
+        code = NJ_EXIT_USAGE;
+        goto out;
+    }
     if (cli_flag(&a, OPT_DRY)) {
-        print_plan(plan);
-        code = NJ_EXIT_OK;
+        code = cli_flag(&a, OPT_EXPLAIN) ? cli_print_explanations(p, plan, !cli_flag(&a, OPT_NO_CACHE))
+                                         : (print_plan(plan), NJ_EXIT_OK);
         goto out;
     }
 
@@ -307,6 +334,11 @@ int cli_run(int argc, char **argv)
     }
     int recovered = 0;
     if ((rc = nj_state_recover(st, &recovered, &err)) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+        goto out;
+    }
+    if (!cli_flag(&a, OPT_NO_CACHE) && (rc = nj_cache_open(p, st, &cache, &err)) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
         goto out;
@@ -336,6 +368,7 @@ int cli_run(int argc, char **argv)
         .logs_dir = ws_logs,
         .state_path = ws_state,
         .run_id = run_id,
+        .cache = cache,
         .report = on_event,
         .report_ctx = &rp,
     };
@@ -362,6 +395,7 @@ out:
     free(ws_lock);
     free(ws_state);
     free(ws_logs);
+    nj_cache_free(cache);
     nj_state_close(st);
     nj_lock_release(lock);
     nj_plan_free(plan);
@@ -370,6 +404,8 @@ out:
     nj_strs_release(&sel.only);
     nj_strs_release(&sel.from);
     nj_strs_release(&sel.until);
+    nj_strs_release(&sel.force);
+    nj_strs_release(&sel.force_downstream);
 out_args:
     cli_args_release(&a);
     return code;

@@ -27,7 +27,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "nightjar/cache.h"
 #include "nightjar/fs.h"
+#include "nightjar/instance.h"
 #include "nightjar/template.h"
 #include "nightjar/util.h"
 
@@ -49,12 +51,11 @@ typedef struct node_run {
     int64_t attempt_id;
     int64_t started_ms;         /* wall clock, first attempt */
     int64_t attempt_start_mono;
-    /* Rendered once per node, before the first attempt. */
-    char *cmd, *cwd;
-    char **outs; /* absolute output paths */
-    size_t nouts;
-    char **stage_env; /* "NAME=value", rendered */
-    size_t nstage_env;
+    nj_instance inst; /* rendered before the first attempt */
+    int rendered;
+    nj_key key; /* with a cache: computed before the first attempt */
+    int keyed;
+    char *run_reason; /* why the cache let it run, recorded with its outcome */
     char *log_path;
     uv_process_t *proc; /* non-NULL while a process runs */
     pid_t pgid;
@@ -113,7 +114,7 @@ static nj_event node_event(node_run *n, nj_event_kind kind)
     ev.ds = n->r->plan->ds;
     ev.attempt = n->attempt;
     ev.exit_code = -1;
-    ev.cmd = n->cmd;
+    ev.cmd = n->inst.cmd;
     ev.log_path = n->log_path;
     return ev;
 }
@@ -188,86 +189,61 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- node preparation --------------------------------------------------- */
 
-static int render(node_run *n, const char *tmpl, int shell_quote, char **out, nj_err *err)
+/* Renders the node and makes sure its inputs exist, restoring a missing
+ * upstream output from the cache when it can (e.g. `--only train` after the
+ * features were cleaned away). Returns 0 or fills err with why it fails. */
+static int prepare_node(node_run *n, nj_err *err)
 {
-    const nj_stage *s = n->r->plan->nodes[n->index].stage;
-    nj_render_ctx ctx = {
-        .pipeline = n->r->pipeline,
-        .stage = s,
-        .ds = n->r->plan->ds,
-        .shell_quote = shell_quote,
-        .absolute_paths = s->workdir != NULL,
-    };
-    return nj_template_render(tmpl, &ctx, out, err);
-}
-
-typedef struct inputs_ctx {
-    const nj_pipeline *pipeline;
-    nj_strs *paths;
-} inputs_ctx;
-
-static int add_stage_out_input(void *ctx, const char *expr, size_t len, size_t offset)
-{
-    (void)offset;
-    inputs_ctx *ic = ctx;
-    nj_expr e;
-    if (nj_template_parse_expr(expr, len, &e, NULL) < 0 || e.kind != NJ_EXPR_STAGE_OUT) return 0;
-    char *stage = nj_xstrndup(e.stage, e.stage_len), *out = nj_xstrndup(e.name, e.name_len);
-    const nj_stage *up = nj_pipeline_stage(ic->pipeline, stage);
-    const nj_out *o = up ? nj_stage_out(up, out) : NULL;
-    if (o && !nj_strs_contains(ic->paths, o->path)) nj_strs_push(ic->paths, o->path);
-    free(stage);
-    free(out);
+    runner *r = n->r;
+    const nj_stage *s = r->plan->nodes[n->index].stage;
+    int rc = nj_instance_render(r->pipeline, s, r->plan->ds, &n->inst, err);
+    if (rc < 0) return rc;
+    n->rendered = 1;
+    for (size_t i = 0; i < n->inst.ninputs; i++) {
+        const nj_input *in = &n->inst.inputs[i];
+        if (nj_fs_exists(in->path.abs)) continue;
+        if (!r->opts->cache || !in->producer)
+            return nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->path.rel);
+        if ((rc = nj_cache_restore_input(r->opts->cache, &n->inst, in, err)) < 0) return rc;
+    }
     return 0;
 }
 
-/* The path templates a stage reads: its deps, then the upstream outputs its
- * command names with {{stages.S.outs.x}}. */
-static void collect_inputs(const nj_pipeline *p, const nj_stage *s, nj_strs *paths)
+/* Asks the cache whether the node needs to run. Returns 1 when it finished
+ * the node (cached, up to date, or failed to compute its key), else 0. */
+static int settled_by_cache(node_run *n)
 {
-    for (size_t i = 0; i < s->ndeps; i++)
-        if (!nj_strs_contains(paths, s->deps[i].path)) nj_strs_push(paths, s->deps[i].path);
-    inputs_ctx ic = {p, paths};
-    nj_template_scan(s->cmd, add_stage_out_input, &ic, NULL);
-}
-
-/* Renders command, paths and env once per node, and checks that the inputs
- * it reads exist. Returns 0 or fills err with the reason the node fails. */
-static int prepare_node(node_run *n, nj_err *err)
-{
-    const nj_stage *s = n->r->plan->nodes[n->index].stage;
-    const char *dir = n->r->pipeline->dir;
-    int rc = render(n, s->cmd, 1, &n->cmd, err);
-    if (rc < 0) return rc;
-    n->cwd = s->workdir ? nj_path_join(dir, s->workdir) : nj_xstrdup(dir);
-    n->outs = nj_xcalloc(s->nouts, sizeof(char *));
-    for (size_t i = 0; i < s->nouts; i++, n->nouts++) {
-        char *rel;
-        if ((rc = render(n, s->outs[i].path, 0, &rel, err)) < 0) return rc;
-        n->outs[i] = nj_path_join(dir, rel);
-        free(rel);
+    runner *r = n->r;
+    nj_cache *cache = r->opts->cache;
+    if (!cache) return 0;
+    nj_err err = {0};
+    if (nj_cache_key(cache, &n->inst, &n->key, &err) < 0) {
+        finish_node(n, NJ_STATUS_FAILED, err.msg);
+        return 1;
     }
-    n->stage_env = nj_xcalloc(s->nenv, sizeof(char *));
-    for (size_t i = 0; i < s->nenv; i++, n->nstage_env++) {
-        char *value;
-        if ((rc = render(n, s->env[i].value, 0, &value, err)) < 0) return rc;
-        n->stage_env[i] = nj_xasprintf("%s=%s", s->env[i].name, value);
-        free(value);
+    n->keyed = 1;
+    if (r->plan->nodes[n->index].forced) {
+        n->run_reason = nj_xstrdup("forced");
+        return 0;
     }
-    nj_strs inputs = {0};
-    collect_inputs(n->r->pipeline, s, &inputs);
-    for (size_t i = 0; i < inputs.len; i++) {
-        char *rel;
-        if ((rc = render(n, inputs.items[i], 0, &rel, err)) < 0) break;
-        char *abs = nj_path_join(dir, rel);
-        int present = nj_fs_exists(abs);
-        free(abs);
-        if (!present) rc = nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", rel);
-        free(rel);
-        if (rc < 0) break;
+    nj_decision d;
+    if (nj_cache_decide(cache, &n->inst, &n->key, 1, r->opts->run_id, &d, &err) < 0) {
+        db_failed(r, &err);
+        finish_node(n, NJ_STATUS_INTERRUPTED, err.msg);
+        return 1;
     }
-    nj_strs_release(&inputs);
-    return rc;
+    if (d.kind == NJ_DECIDE_RUN) {
+        n->run_reason = nj_xstrdup(d.reason);
+        if (strstr(d.reason, "unusable")) {
+            /* Not routine: the store lost or damaged an object. Say so. */
+            nj_event ev = node_event(n, NJ_EVENT_CACHE_PROBLEM);
+            ev.reason = d.reason;
+            report(r, &ev);
+        }
+        return 0;
+    }
+    finish_node(n, d.kind == NJ_DECIDE_CACHED ? NJ_STATUS_CACHED : NJ_STATUS_UP_TO_DATE, d.reason);
+    return 1;
 }
 
 /* environ, minus names the stage overrides, plus the NIGHTJAR_* markers and
@@ -294,14 +270,14 @@ static char **build_env(node_run *n)
                          nj_str_starts(*e, "NIGHTJAR_STATE=") ||
                          nj_str_starts(*e, "NIGHTJAR_STAGE=") || nj_str_starts(*e, "NIGHTJAR_DS=") ||
                          nj_str_starts(*e, "NIGHTJAR_PIPELINE=");
-        for (size_t i = 0; i < n->nstage_env && !overridden; i++)
-            overridden = strncmp(n->stage_env[i], *e, name_len + 1) == 0;
+        for (size_t i = 0; i < n->inst.nenv && !overridden; i++)
+            overridden = strncmp(n->inst.env[i], *e, name_len + 1) == 0;
         if (!overridden) NJ_PUSH(env, count, cap, nj_xstrdup(*e));
     }
     for (size_t i = 0; i < nown; i++)
         NJ_PUSH(env, count, cap, own[i]);
-    for (size_t i = 0; i < n->nstage_env; i++)
-        NJ_PUSH(env, count, cap, nj_xstrdup(n->stage_env[i]));
+    for (size_t i = 0; i < n->inst.nenv; i++)
+        NJ_PUSH(env, count, cap, nj_xstrdup(n->inst.env[i]));
     NJ_PUSH(env, count, cap, NULL);
     return env;
 }
@@ -387,8 +363,8 @@ static void on_attempt_exit(uv_process_t *proc, int64_t exit_status, int term_si
         status = NJ_STATUS_FAILED;
         snprintf(reason, sizeof(reason), "exited with status %lld", (long long)exit_status);
     } else {
-        for (size_t i = 0; i < n->nouts; i++) {
-            if (nj_fs_exists(n->outs[i])) continue;
+        for (size_t i = 0; i < n->inst.nouts; i++) {
+            if (nj_fs_exists(n->inst.outs[i].abs)) continue;
             status = NJ_STATUS_FAILED;
             snprintf(reason, sizeof(reason), "stage '%s' did not write declared output '%s'",
                      s->name, s->outs[i].path);
@@ -408,8 +384,11 @@ static void on_attempt_exit(uv_process_t *proc, int64_t exit_status, int term_si
     ev.duration_ms = nj_time_mono_ms() - n->attempt_start_mono;
     ev.reason = reason[0] ? reason : NULL;
     report(r, &ev);
-    if (status == NJ_STATUS_SUCCEEDED)
-        finish_node(n, NJ_STATUS_SUCCEEDED, NULL);
+    if (status == NJ_STATUS_SUCCEEDED && n->keyed &&
+        nj_cache_record(r->opts->cache, &n->inst, &n->key, r->opts->run_id, &err) < 0)
+        finish_node(n, NJ_STATUS_FAILED, err.msg);
+    else if (status == NJ_STATUS_SUCCEEDED)
+        finish_node(n, NJ_STATUS_SUCCEEDED, n->run_reason);
     else
         attempt_failed(n, status, reason);
     schedule(r);
@@ -451,9 +430,9 @@ static void on_timer(uv_timer_t *t)
  * parent directories. */
 static int reset_outputs(node_run *n, nj_err *err)
 {
-    for (size_t i = 0; i < n->nouts; i++) {
-        int rc = nj_fs_remove_tree(n->outs[i], err);
-        if (rc == 0) rc = nj_fs_mkdirs_parent(n->outs[i], err);
+    for (size_t i = 0; i < n->inst.nouts; i++) {
+        int rc = nj_fs_remove_tree(n->inst.outs[i].abs, err);
+        if (rc == 0) rc = nj_fs_mkdirs_parent(n->inst.outs[i].abs, err);
         if (rc < 0) return rc;
     }
     return 0;
@@ -470,7 +449,7 @@ static void start_attempt(node_run *n)
     if (n->attempt == 1) n->started_ms = nj_time_now_ms();
     free(n->log_path);
     n->log_path = nj_xasprintf("%s/%s.%d.log", r->run_logs_dir, s->name, n->attempt);
-    if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, r->plan->ds, n->attempt, n->cmd,
+    if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, r->plan->ds, n->attempt, n->inst.cmd,
                                n->log_path, &n->attempt_id, &err) < 0) {
         db_failed(r, &err);
         finish_node(n, NJ_STATUS_INTERRUPTED, err.msg);
@@ -484,7 +463,7 @@ static void start_attempt(node_run *n)
         if (log_fd < 0) rc = nj_err_sys(&err, errno, "cannot create log '%s'", n->log_path);
     }
     if (rc == 0) {
-        char *args[] = {"/bin/sh", "-c", n->cmd, NULL};
+        char *args[] = {"/bin/sh", "-c", n->inst.cmd, NULL};
         char **env = build_env(n);
         uv_stdio_container_t stdio[3] = {
             {.flags = UV_IGNORE},
@@ -496,7 +475,7 @@ static void start_attempt(node_run *n)
             .file = "/bin/sh",
             .args = args,
             .env = env,
-            .cwd = n->cwd,
+            .cwd = n->inst.cwd,
             /* setsid(): the attempt leads its own process group, which is how
              * timeouts and interrupts reach its grandchildren. */
             .flags = UV_PROCESS_DETACHED,
@@ -511,7 +490,7 @@ static void start_attempt(node_run *n)
             /* libuv: on a failed spawn the handle must still be closed. */
             uv_close((uv_handle_t *)n->proc, on_process_closed);
             n->proc = NULL;
-            rc = nj_err_set(&err, -ECHILD, "cannot start '/bin/sh' in '%s': %s", n->cwd,
+            rc = nj_err_set(&err, -ECHILD, "cannot start '/bin/sh' in '%s': %s", n->inst.cwd,
                             uv_strerror(uvrc));
         }
     }
@@ -588,21 +567,28 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
     }
 }
 
+/* Starts ready nodes while slots are free. Cache decisions settle nodes
+ * without a slot, so a whole no-op run happens in one call; the cache
+ * batches every write of one call into one transaction per database. */
 static void schedule(runner *r)
 {
+    nj_err err = {0};
+    if (r->opts->cache && !r->db_failed && nj_cache_begin(r->opts->cache, &err) < 0)
+        db_failed(r, &err);
     while (!r->stopping && r->running < (size_t)r->opts->jobs && r->ready_head < r->ready_len) {
         node_run *n = &r->nodes[r->ready[r->ready_head++]];
         if (n->phase != PHASE_READY) continue;
         if (n->attempt == 0) {
-            nj_err err = {0};
-            if (prepare_node(n, &err) < 0) {
+            if (!n->rendered && prepare_node(n, &err) < 0) {
                 finish_node(n, NJ_STATUS_FAILED, err.msg);
                 continue;
             }
+            if (!n->keyed && settled_by_cache(n)) continue;
         }
         start_attempt(n);
     }
     if (r->ready_head == r->ready_len) r->ready_head = r->ready_len = 0;
+    if (r->opts->cache && nj_cache_commit(r->opts->cache, &err) < 0) db_failed(r, &err);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -687,14 +673,9 @@ int nj_exec_run(const nj_plan *plan, nj_state *st, const nj_exec_opts *opts,
             result->counts[n->outcome]++;
         else
             result->not_run++;
-        free(n->cmd);
-        free(n->cwd);
-        for (size_t j = 0; j < n->nouts; j++)
-            free(n->outs[j]);
-        free(n->outs);
-        for (size_t j = 0; j < n->nstage_env; j++)
-            free(n->stage_env[j]);
-        free(n->stage_env);
+        nj_instance_release(&n->inst);
+        nj_key_release(&n->key);
+        free(n->run_reason);
         free(n->log_path);
     }
     if (r.interrupted)

@@ -28,7 +28,7 @@ static int mark_kind(const nj_pipeline *p, const nj_dag *dag, const nj_strs *nam
                      unsigned char *mark, nj_err *err)
 {
     for (size_t i = 0; i < names->len; i++) {
-        size_t index;
+        size_t index = 0;
         int rc = resolve(p, names->items[i], &index, err);
         if (rc < 0) return rc;
         if (direction > 0)
@@ -80,8 +80,19 @@ int nj_plan_build(const nj_pipeline *p, const nj_dag *dag, const char *ds,
         node->stage_index = s;
         node_of[s] = ++plan->n;
     }
+    memset(mark, 0, n);
+    if (rc == 0) rc = mark_kind(p, dag, &sel->force, 0, mark, err);
+    if (rc == 0) rc = mark_kind(p, dag, &sel->force_downstream, 1, mark, err);
+    if (rc < 0) {
+        free(node_of);
+        free(selected);
+        free(mark);
+        nj_plan_free(plan);
+        return rc;
+    }
     for (size_t i = 0; i < plan->n; i++) {
         nj_plan_node *node = &plan->nodes[i];
+        node->forced = mark[node->stage_index];
         size_t nup, cap = 0;
         const size_t *up = nj_dag_upstream(dag, node->stage_index, &nup);
         for (size_t j = 0; j < nup; j++) {

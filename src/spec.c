@@ -26,6 +26,7 @@
 #include <yaml.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/store.h"
 #include "nightjar/template.h"
 
 /* ---- diagnostics ---------------------------------------------------------- */
@@ -705,10 +706,52 @@ static void parse_stages(target *t, yaml_node_t *key, yaml_node_t *value)
     }
 }
 
-/* Later issues add cache, partition, publish. */
+static void parse_cache_dir(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value) || !*text_of(value)) {
+        report(t->L, value_mark(key, value), "%s'dir' must be a path", t->prefix);
+        return;
+    }
+    nj_pipeline *p = t->L->p;
+    char *joined = nj_path_join(p->dir, text_of(value));
+    free(p->cache_dir);
+    p->cache_dir = nj_path_normalize(joined);
+    free(joined);
+}
+
+static void parse_cache_link(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_link_mode mode;
+    nj_err err = {0};
+    if (!is_string(value) || nj_link_mode_parse(text_of(value), &mode, &err) < 0) {
+        report(t->L, value_mark(key, value), "%s%s", t->prefix,
+               is_string(value) ? err.msg : "'link' must be auto, reflink, hardlink or copy");
+        return;
+    }
+    free(t->L->p->cache_link);
+    t->L->p->cache_link = nj_xstrdup(nj_link_mode_name(mode));
+}
+
+static const key_rule cache_keys[] = {
+    {"dir", 0, parse_cache_dir},
+    {"link", 0, parse_cache_link},
+};
+
+static void parse_cache(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (is_null(value)) return;
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, mark_of(value), "'cache' must be a mapping");
+        return;
+    }
+    target c = {t->L, "cache: ", t->set, 0};
+    walk_mapping(&c, value, cache_keys, sizeof(cache_keys) / sizeof(cache_keys[0]), mark_of(key));
+}
+
+/* Later issues add partition, publish. */
 static const key_rule top_keys[] = {
     {"pipeline", 1, parse_name},     {"workspace", 0, parse_workspace}, {"params", 0, parse_params},
-    {"defaults", 0, parse_defaults}, {"stages", 1, parse_stages},
+    {"defaults", 0, parse_defaults}, {"cache", 0, parse_cache},         {"stages", 1, parse_stages},
 };
 
 /* ---- pass 2: references ------------------------------------------------------- */
@@ -1013,6 +1056,7 @@ int nj_pipeline_load(const char *path, nj_pipeline **out, nj_strs *diags, nj_err
     char *ws = nj_path_join(p->dir, L.workspace ? L.workspace : ".nightjar");
     p->workspace = nj_path_normalize(ws);
     free(ws);
+    if (!p->cache_link) p->cache_link = nj_xstrdup("auto");
 
     if (L.ndiags > 0) {
         qsort(L.diags, L.ndiags, sizeof(*L.diags), diag_cmp);
@@ -1077,6 +1121,8 @@ void nj_pipeline_free(nj_pipeline *p)
     free(p->dir);
     free(p->name);
     free(p->workspace);
+    free(p->cache_dir);
+    free(p->cache_link);
     free(p);
 }
 

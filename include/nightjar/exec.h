@@ -39,6 +39,7 @@ typedef enum {
     NJ_EVENT_NODE_END,      /* final outcome of a node */
     NJ_EVENT_INTERRUPT,     /* the runner got a signal (signal field) */
     NJ_EVENT_TICK,          /* once a second while anything runs */
+    NJ_EVENT_CACHE_PROBLEM, /* a cached result was unusable (reason); the stage will run */
 } nj_event_kind;
 
 typedef struct nj_event {
@@ -72,6 +73,7 @@ typedef struct nj_exec_opts {
     const char *logs_dir;  /* absolute; per-run subdirectory is created */
     const char *state_path; /* absolute path of the state db, marked into stage env */
     int64_t run_id;
+    struct nj_cache *cache; /* NULL: run every selected stage, leave the cache alone */
     nj_exec_report_fn report; /* may be NULL */
     void *report_ctx;
 } nj_exec_opts;

@@ -6,7 +6,8 @@
  *   --from S    S and everything downstream of it
  *   --until S   S and everything upstream of it
  * Several flags of one kind add up; different kinds intersect. No flag
- * selects every stage. An unknown name is an NJ_EUSAGE error with a
+ * selects every stage. --force S and --force-downstream S mark nodes to run
+ * whatever the cache says (they do not select). An unknown name is an NJ_EUSAGE error with a
  * suggestion: "unknown stage 'trian' (did you mean 'train'?)".
  */
 #ifndef NJ_PLAN_H
@@ -21,6 +22,8 @@
 
 typedef struct nj_selection {
     nj_strs only, from, until;
+    nj_strs force;            /* rerun these despite the cache */
+    nj_strs force_downstream; /* rerun these and everything downstream of them */
 } nj_selection;
 
 typedef struct nj_plan_node {
@@ -30,6 +33,7 @@ typedef struct nj_plan_node {
     size_t nupstream;
     size_t *downstream;
     size_t ndownstream;
+    int forced; /* --force / --force-downstream: run even when cached */
 } nj_plan_node;
 
 typedef struct nj_plan {

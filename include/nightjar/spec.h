@@ -90,6 +90,8 @@ typedef struct nj_pipeline {
     char *dir;       /* absolute directory containing the file */
     char *name;      /* `pipeline:` */
     char *workspace; /* absolute; `workspace:` or <dir>/.nightjar */
+    char *cache_dir;  /* absolute `cache.dir`, or NULL: $NIGHTJAR_CACHE, else <workspace>/cache */
+    char *cache_link; /* `cache.link`: "auto" (default), "reflink", "hardlink" or "copy" */
     nj_param *params;
     size_t nparams;
     nj_stage *stages;
