@@ -26,7 +26,7 @@ assert_contains out.txt '"status": "failed"'
 ok "status shows each stage's latest outcome"
 
 rm -rf out
-expect_exit 1 "$NJ" run failing.yaml -j2 --fail-fast --grace 1s
+expect_exit 1 "$NJ" run failing.yaml -j2 --fail-fast --grace 1s --no-cache
 assert_eq "$(sql $DB "SELECT status FROM stage_runs WHERE run_id=2 AND stage='broken'")" "failed"
 assert_eq "$(sql $DB "SELECT status FROM attempts WHERE run_id=2 AND stage='side'")" "interrupted"
 assert_eq "$(sql $DB "SELECT count(*) FROM attempts WHERE run_id=2 AND stage='side2'")" 0

@@ -19,7 +19,7 @@ assert_eq "$ordered" 1 "join starts after both inputs ended"
 assert_eq "$(cat out/both.txt | tr '\n' ' ')" "left right "
 ok "-j2 runs independent stages in parallel"
 
-expect_exit 0 "$NJ" run parallel.yaml -j1
+expect_exit 0 "$NJ" run parallel.yaml -j1 --no-cache
 assert_eq "$(overlap 2)" 0 "no overlap with -j1"
 ok "-j1 runs one stage at a time"
 finish
