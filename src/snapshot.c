@@ -343,7 +343,7 @@ static int collect(item_list *l, const char *source, const char *rel, const stru
         return 0;
     }
     if (S_ISLNK(st->st_mode)) {
-        char *target;
+        char *target = NULL;
         int rc = read_link(source, st, &target, err);
         if (rc < 0) return rc;
         push_item(l, (item){.path = nj_xstrdup(rel),
@@ -571,7 +571,7 @@ int nj_snapshot_create(const char *const *inputs, size_t n, const char *base_dir
     char *tmp = NULL, *buf = NULL;
     sink s = {.fd = -1};
     uint64_t bytes = 0;
-    format f;
+    format f = FORMAT_TAR;
     int rc = parse_format(format_name, &f, err);
     if (rc < 0) return rc;
     if (!base_dir || !*base_dir) base_dir = ".";
