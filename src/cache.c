@@ -818,15 +818,17 @@ int nj_cache_record(nj_cache *c, const nj_instance *inst, const nj_key *key, int
 
 int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input *in, nj_err *err)
 {
-    if (!in->producer)
+    const nj_out *producer_out = NULL;
+    const nj_stage *producer = nj_instance_producer(inst, in, &producer_out);
+    if (!producer)
         return nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->path.rel);
     last_key last;
     recorded_out *outs = NULL;
     int rc = NJ_ENOTFOUND;
-    if (load_last_key(c, in->producer->name, inst->ds, &last)) {
+    if (load_last_key(c, producer->name, inst->ds, &last)) {
         int n = parse_outputs(last.outputs, &outs);
         for (int i = 0; i < n; i++) {
-            if (strcmp(outs[i].name, in->producer_out->name) != 0) continue;
+            if (strcmp(outs[i].name, producer_out->name) != 0) continue;
             rc = restore_one(c, &outs[i], in->path.abs, err);
             if (rc < 0)
                 nj_err_prefix(err, "dep '%s' does not exist and cannot be restored",
@@ -837,7 +839,7 @@ int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input 
     if (rc == NJ_ENOTFOUND)
         nj_err_set(err, NJ_ENOTFOUND,
                    "dep '%s' does not exist and stage '%s' has no cached output to restore it from",
-                   in->path.rel, in->producer->name);
+                   in->path.rel, producer->name);
     free(outs);
     last_key_release(&last);
     return rc;

@@ -9,6 +9,8 @@
  */
 #include "nightjar/dag.h"
 
+#include "nightjar/pathset.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,26 +45,33 @@ static size_t stage_index(const nj_pipeline *p, const char *name)
     return p->nstages;
 }
 
-/* 1 if stage a writes something stage b reads: an out of a equals a dep of
- * b, or one lies inside the other. */
-static int feeds(const nj_stage *a, const nj_stage *b)
+typedef struct path_edge {
+    nj_dag *dag;
+    size_t reader;
+} path_edge;
+
+static void add_path_edge(void *ctx, const nj_pathset_entry *e)
 {
-    for (size_t i = 0; i < a->nouts; i++)
-        for (size_t k = 0; k < b->ndeps; k++) {
-            const char *out = a->outs[i].path, *dep = b->deps[k].path;
-            if (nj_path_within(dep, out) || nj_path_within(out, dep)) return 1;
-        }
-    return 0;
+    path_edge *pe = ctx;
+    /* A stage reading its own output is not an edge. */
+    if (e->owner != pe->reader) pe->dag->kinds[e->owner * pe->dag->n + pe->reader] |= NJ_EDGE_PATH;
 }
 
 static void add_edges(nj_dag *dag, const nj_pipeline *p)
 {
     size_t n = dag->n;
+    /* Path edges: an output of a equals a dep of b, or one lies inside the
+     * other. The outputs are indexed once so each dep is one lookup. */
+    nj_pathset outs = {0};
+    for (size_t a = 0; a < n; a++)
+        for (size_t i = 0; i < p->stages[a].nouts; i++)
+            nj_pathset_add(&outs, p->stages[a].outs[i].path, a, i);
+    nj_pathset_sort(&outs);
     for (size_t b = 0; b < n; b++) {
         const nj_stage *sb = &p->stages[b];
-        /* Paths: a stage reading its own output is not an edge. */
-        for (size_t a = 0; a < n; a++)
-            if (a != b && feeds(&p->stages[a], sb)) dag->kinds[a * n + b] |= NJ_EDGE_PATH;
+        path_edge pe = {dag, b};
+        for (size_t k = 0; k < sb->ndeps; k++)
+            nj_pathset_overlaps(&outs, sb->deps[k].path, add_path_edge, &pe);
         for (size_t k = 0; k < sb->nuses; k++) {
             size_t a = stage_index(p, sb->uses[k].name);
             if (a < n && a != b) dag->kinds[a * n + b] |= NJ_EDGE_REF;
@@ -73,6 +82,7 @@ static void add_edges(nj_dag *dag, const nj_pipeline *p)
             if (a < n) dag->kinds[a * n + b] |= NJ_EDGE_NEEDS;
         }
     }
+    nj_pathset_release(&outs);
 }
 
 /* Fills the upstream/downstream lists from the matrix, without self-edges. */

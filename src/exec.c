@@ -202,7 +202,7 @@ static int prepare_node(node_run *n, nj_err *err)
     for (size_t i = 0; i < n->inst.ninputs; i++) {
         const nj_input *in = &n->inst.inputs[i];
         if (nj_fs_exists(in->path.abs)) continue;
-        if (!r->opts->cache || !in->producer)
+        if (!r->opts->cache || !nj_instance_producer(&n->inst, in, NULL))
             return nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->path.rel);
         if ((rc = nj_cache_restore_input(r->opts->cache, &n->inst, in, err)) < 0) return rc;
     }

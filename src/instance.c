@@ -35,22 +35,33 @@ static int render_path(const render_env *re, const char *tmpl, nj_path_pair *out
     return 0;
 }
 
-/* The stage and output writing `path` (a template as written), if any. */
-static void find_producer(const nj_pipeline *p, const char *path, nj_input *in)
+const nj_stage *nj_instance_producer(const nj_instance *inst, const nj_input *in,
+                                     const nj_out **out)
 {
-    for (size_t i = 0; i < p->nstages; i++)
+    const nj_pipeline *p = inst->pipeline;
+    for (size_t i = 0; i < p->nstages; i++) {
+        if (&p->stages[i] == inst->stage) continue;
         for (size_t j = 0; j < p->stages[i].nouts; j++)
-            if (strcmp(p->stages[i].outs[j].path, path) == 0) {
-                in->producer = &p->stages[i];
-                in->producer_out = &p->stages[i].outs[j];
-                return;
+            if (strcmp(p->stages[i].outs[j].path, in->tmpl) == 0) {
+                if (out) *out = &p->stages[i].outs[j];
+                return &p->stages[i];
             }
+    }
+    return NULL;
 }
 
 typedef struct inputs_walk {
     const nj_pipeline *p;
-    nj_strs *templates;
+    const char ***templates;
+    size_t *n, *cap;
 } inputs_walk;
+
+static int has_template(const inputs_walk *w, const char *t)
+{
+    for (size_t i = 0; i < *w->n; i++)
+        if (strcmp((*w->templates)[i], t) == 0) return 1;
+    return 0;
+}
 
 static int add_stage_out_ref(void *ctx, const char *expr, size_t len, size_t offset)
 {
@@ -61,7 +72,7 @@ static int add_stage_out_ref(void *ctx, const char *expr, size_t len, size_t off
     char *stage = nj_xstrndup(e.stage, e.stage_len), *name = nj_xstrndup(e.name, e.name_len);
     const nj_stage *up = nj_pipeline_stage(w->p, stage);
     const nj_out *o = up ? nj_stage_out(up, name) : NULL;
-    if (o && !nj_strs_contains(w->templates, o->path)) nj_strs_push(w->templates, o->path);
+    if (o && !has_template(w, o->path)) NJ_PUSH(*w->templates, *w->n, *w->cap, (const char *)o->path);
     free(stage);
     free(name);
     return 0;
@@ -84,19 +95,20 @@ int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, 
         if ((rc = render_path(&re, s->outs[out->nouts].path, &out->outs[out->nouts], err)) < 0)
             goto fail;
 
-    nj_strs templates = {0};
+    /* Input templates, borrowed from the pipeline, without duplicates. */
+    const char **templates = NULL;
+    size_t ntemplates = 0, cap = 0;
     for (size_t i = 0; i < s->ndeps; i++)
-        if (!nj_strs_contains(&templates, s->deps[i].path)) nj_strs_push(&templates, s->deps[i].path);
-    inputs_walk w = {p, &templates};
+        NJ_PUSH(templates, ntemplates, cap, (const char *)s->deps[i].path);
+    inputs_walk w = {p, &templates, &ntemplates, &cap};
     nj_template_scan(s->cmd, add_stage_out_ref, &w, NULL);
-    out->inputs = nj_xcalloc(templates.len, sizeof(*out->inputs));
-    for (; out->ninputs < templates.len; out->ninputs++) {
+    out->inputs = nj_xcalloc(ntemplates, sizeof(*out->inputs));
+    for (; out->ninputs < ntemplates; out->ninputs++) {
         nj_input *in = &out->inputs[out->ninputs];
-        find_producer(p, templates.items[out->ninputs], in);
-        if (in->producer == s) in->producer = NULL, in->producer_out = NULL;
-        if ((rc = render_path(&re, templates.items[out->ninputs], &in->path, err)) < 0) break;
+        in->tmpl = templates[out->ninputs];
+        if ((rc = render_path(&re, in->tmpl, &in->path, err)) < 0) break;
     }
-    nj_strs_release(&templates);
+    free(templates);
     if (rc < 0) {
         out->ninputs++; /* release the partly rendered one too */
         goto fail;

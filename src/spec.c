@@ -26,6 +26,7 @@
 #include <yaml.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/pathset.h"
 #include "nightjar/store.h"
 #include "nightjar/template.h"
 
@@ -101,8 +102,15 @@ typedef struct diag {
     char *msg;
 } diag;
 
+typedef struct big_map_dups {
+    yaml_node_t *map;
+    unsigned char *dup; /* dup[i]: key i repeats an earlier key */
+} big_map_dups;
+
 typedef struct loader {
     const char *file;
+    big_map_dups *big;
+    size_t nbig, big_cap;
     yaml_document_t doc;
     nj_pipeline *p;
     stage_extra *extra;
@@ -240,6 +248,58 @@ typedef struct key_rule {
 
 /* Checks the key of pair `i` of `map`: it must be a scalar and not repeat an
  * earlier key. Returns its text, or NULL after reporting. */
+/* Duplicate keys. Small mappings compare each key with the ones before it;
+ * a large one (the `stages:` of a generated pipeline can have thousands of
+ * keys) is sorted once and remembered, so the check stays O(n log n). */
+#define BIG_MAPPING 32
+
+typedef struct dup_sort_item {
+    const char *text;
+    size_t index;
+} dup_sort_item;
+
+static int dup_item_cmp(const void *a, const void *b)
+{
+    const dup_sort_item *x = a, *y = b;
+    int c = strcmp(x->text, y->text);
+    return c ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
+static size_t pair_count(const yaml_node_t *map);
+
+static int is_duplicate_key(loader *L, yaml_node_t *map, size_t i)
+{
+    yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
+    size_t n = pair_count(map);
+    const char *text = text_of(node_at(L, pairs[i].key));
+    if (n <= BIG_MAPPING) {
+        for (size_t j = 0; j < i; j++) {
+            yaml_node_t *other = node_at(L, pairs[j].key);
+            if (other->type == YAML_SCALAR_NODE && strcmp(text_of(other), text) == 0) return 1;
+        }
+        return 0;
+    }
+    big_map_dups *d = NULL;
+    for (size_t k = 0; k < L->nbig && !d; k++)
+        if (L->big[k].map == map) d = &L->big[k];
+    if (!d) {
+        big_map_dups fresh = {map, nj_xcalloc(n, 1)};
+        dup_sort_item *items = nj_xcalloc(n, sizeof(*items));
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++) {
+            yaml_node_t *k = node_at(L, pairs[j].key);
+            if (k->type == YAML_SCALAR_NODE) items[m++] = (dup_sort_item){text_of(k), j};
+        }
+        qsort(items, m, sizeof(*items), dup_item_cmp);
+        for (size_t j = 1; j < m; j++)
+            if (strcmp(items[j].text, items[j - 1].text) == 0) fresh.dup[items[j].index] = 1;
+        free(items);
+        NJ_PUSH(L->big, L->nbig, L->big_cap, fresh);
+        d = &L->big[L->nbig - 1];
+    }
+    return d->dup[i];
+}
+
 static const char *pair_key(target *t, yaml_node_t *map, size_t i)
 {
     loader *L = t->L;
@@ -249,12 +309,9 @@ static const char *pair_key(target *t, yaml_node_t *map, size_t i)
         report(L, mark_of(key), "%skeys must be strings", t->prefix);
         return NULL;
     }
-    for (size_t j = 0; j < i; j++) {
-        yaml_node_t *other = node_at(L, pairs[j].key);
-        if (other->type == YAML_SCALAR_NODE && strcmp(text_of(other), text_of(key)) == 0) {
-            report(L, mark_of(key), "%sduplicate key '%s'", t->prefix, text_of(key));
-            return NULL;
-        }
+    if (is_duplicate_key(L, map, i)) {
+        report(L, mark_of(key), "%sduplicate key '%s'", t->prefix, text_of(key));
+        return NULL;
     }
     return text_of(key);
 }
@@ -936,35 +993,51 @@ static void check_stage_refs(loader *L, size_t i)
 
 /* Two stages must not write the same path, nor one inside the other's output
  * directory: the later stage (in file order) gets the diagnostic, once per
- * output. */
-static void check_out_overlap(loader *L, size_t j)
+ * output, naming the earliest stage and output it overlaps. */
+typedef struct overlap_probe {
+    size_t before;             /* only stages earlier than this one count */
+    const nj_pathset_entry *first; /* earliest (stage, output) overlapping */
+} overlap_probe;
+
+static void note_overlap(void *ctx, const nj_pathset_entry *e)
+{
+    overlap_probe *op = ctx;
+    if (e->owner >= op->before) return;
+    if (!op->first || e->owner < op->first->owner ||
+        (e->owner == op->first->owner && e->sub < op->first->sub))
+        op->first = e;
+}
+
+static void check_out_overlaps(loader *L)
 {
     nj_pipeline *p = L->p;
-    nj_stage *b = &p->stages[j];
-    for (size_t k = 0; k < b->nouts; k++) {
-        const nj_out *o = &b->outs[k];
-        if (!out_path_ok(o->path)) continue;
-        int found = 0;
-        for (size_t i = 0; i < j && !found; i++) {
-            const nj_stage *a = &p->stages[i];
-            for (size_t m = 0; m < a->nouts && !found; m++) {
-                const nj_out *q = &a->outs[m];
-                if (!out_path_ok(q->path)) continue;
-                found = 1;
-                if (strcmp(o->path, q->path) == 0)
-                    report(L, o->mark, "%soutput '%s' is also written by stage '%s'",
-                           L->extra[j].prefix, o->path, a->name);
-                else if (nj_path_within(o->path, q->path))
-                    report(L, o->mark, "%soutput '%s' is inside output '%s' of stage '%s'",
-                           L->extra[j].prefix, o->path, q->path, a->name);
-                else if (nj_path_within(q->path, o->path))
-                    report(L, o->mark, "%soutput '%s' contains output '%s' of stage '%s'",
-                           L->extra[j].prefix, o->path, q->path, a->name);
-                else
-                    found = 0;
-            }
+    nj_pathset outs = {0};
+    for (size_t i = 0; i < p->nstages; i++)
+        for (size_t m = 0; m < p->stages[i].nouts; m++)
+            if (out_path_ok(p->stages[i].outs[m].path))
+                nj_pathset_add(&outs, p->stages[i].outs[m].path, i, m);
+    nj_pathset_sort(&outs);
+    for (size_t j = 0; j < p->nstages; j++) {
+        for (size_t k = 0; k < p->stages[j].nouts; k++) {
+            const nj_out *o = &p->stages[j].outs[k];
+            if (!out_path_ok(o->path)) continue;
+            overlap_probe op = {j, NULL};
+            nj_pathset_overlaps(&outs, o->path, note_overlap, &op);
+            if (!op.first) continue;
+            const nj_stage *a = &p->stages[op.first->owner];
+            const char *q = op.first->path;
+            if (strcmp(o->path, q) == 0)
+                report(L, o->mark, "%soutput '%s' is also written by stage '%s'",
+                       L->extra[j].prefix, o->path, a->name);
+            else if (nj_path_within(o->path, q))
+                report(L, o->mark, "%soutput '%s' is inside output '%s' of stage '%s'",
+                       L->extra[j].prefix, o->path, q, a->name);
+            else
+                report(L, o->mark, "%soutput '%s' contains output '%s' of stage '%s'",
+                       L->extra[j].prefix, o->path, q, a->name);
         }
     }
+    nj_pathset_release(&outs);
 }
 
 static void resolve_settings(loader *L, size_t i)
@@ -1014,9 +1087,9 @@ static void load_document(loader *L, const char *text, size_t len)
         walk_mapping(&t, root, top_keys, sizeof(top_keys) / sizeof(top_keys[0]), mark_of(root));
         for (size_t i = 0; i < L->p->nstages; i++) {
             check_stage_refs(L, i);
-            check_out_overlap(L, i);
             resolve_settings(L, i);
         }
+        check_out_overlaps(L);
     }
     yaml_document_delete(&L->doc);
 }
@@ -1032,6 +1105,9 @@ static void loader_release(loader *L)
         free(L->diags[i].msg);
     free(L->diags);
     free(L->workspace);
+    for (size_t i = 0; i < L->nbig; i++)
+        free(L->big[i].dup);
+    free(L->big);
 }
 
 int nj_pipeline_load(const char *path, nj_pipeline **out, nj_strs *diags, nj_err *err)

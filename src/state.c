@@ -23,8 +23,12 @@
 #include "nightjar/fs.h"
 #include "nightjar/util.h"
 
+/* Statements prepared once per handle: the hot writes of the scheduler. */
+enum { Q_RUN_BEGIN, Q_RUN_END, Q_STAGE_END, Q_ATTEMPT_BEGIN, Q_ATTEMPT_PID, Q_ATTEMPT_END, Q_COUNT };
+
 struct nj_state {
     sqlite3 *db;
+    sqlite3_stmt *stmts[Q_COUNT];
     char *path;     /* as given, for messages */
     char *abs_path; /* absolute: the NIGHTJAR_STATE marker in stage environments */
     char host[256];
@@ -206,6 +210,8 @@ fail:
 void nj_state_close(nj_state *st)
 {
     if (!st) return;
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(st->stmts[i]);
     if (st->db) sqlite3_close_v2(st->db);
     free(st->path);
     free(st->abs_path);
@@ -240,20 +246,34 @@ static int prepare(nj_state *st, const char *sql, sqlite3_stmt **q, nj_err *err)
     return 0;
 }
 
-/* Steps a statement that returns no rows, then finalizes it. A single
- * statement is its own transaction in SQLite (autocommit). */
-static int step_done(nj_state *st, sqlite3_stmt *q, nj_err *err, const char *what)
+/* The cached statement `id` (prepared on first use), reset and unbound. */
+static int cached(nj_state *st, int id, const char *sql, sqlite3_stmt **q, nj_err *err)
+{
+    if (!st->stmts[id] && sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                             &st->stmts[id], NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot prepare query");
+    *q = st->stmts[id];
+    sqlite3_reset(*q);
+    sqlite3_clear_bindings(*q);
+    return 0;
+}
+
+/* Steps a cached statement that returns no rows and resets it. A single
+ * statement is its own transaction in SQLite (autocommit) unless the caller
+ * opened one. */
+static int step_cached(nj_state *st, sqlite3_stmt *q, nj_err *err, const char *what)
 {
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, what);
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     return rc;
 }
+
 
 int nj_state_run_begin(nj_state *st, const char *pipeline, const char *pipeline_file,
                        const char *ds, const char *args, int64_t *run_id, nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st,
+    int rc = cached(st, Q_RUN_BEGIN,
                      "INSERT INTO runs (pipeline, pipeline_file, ds, started_ms, status, version,"
                      " args, pid, host) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                      &q, err);
@@ -266,7 +286,7 @@ int nj_state_run_begin(nj_state *st, const char *pipeline, const char *pipeline_
     bind_text(q, 6, args);
     sqlite3_bind_int64(q, 7, (sqlite3_int64)getpid());
     bind_text(q, 8, st->host);
-    rc = step_done(st, q, err, "cannot record run");
+    rc = step_cached(st, q, err, "cannot record run");
     if (rc == 0) *run_id = sqlite3_last_insert_rowid(st->db);
     return rc;
 }
@@ -274,14 +294,14 @@ int nj_state_run_begin(nj_state *st, const char *pipeline, const char *pipeline_
 int nj_state_run_end(nj_state *st, int64_t run_id, nj_status status, int exit_code, nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st, "UPDATE runs SET ended_ms = ?, status = ?, exit_code = ? WHERE id = ?",
+    int rc = cached(st, Q_RUN_END, "UPDATE runs SET ended_ms = ?, status = ?, exit_code = ? WHERE id = ?",
                      &q, err);
     if (rc < 0) return rc;
     sqlite3_bind_int64(q, 1, nj_time_now_ms());
     bind_text(q, 2, nj_status_name(status));
     sqlite3_bind_int(q, 3, exit_code);
     sqlite3_bind_int64(q, 4, run_id);
-    return step_done(st, q, err, "cannot record end of run");
+    return step_cached(st, q, err, "cannot record end of run");
 }
 
 int nj_state_stage_end(nj_state *st, int64_t run_id, const char *stage, const char *ds,
@@ -289,7 +309,7 @@ int nj_state_stage_end(nj_state *st, int64_t run_id, const char *stage, const ch
                        nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st,
+    int rc = cached(st, Q_STAGE_END,
                      "INSERT OR REPLACE INTO stage_runs (run_id, stage, ds, status, attempts,"
                      " started_ms, ended_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      &q, err);
@@ -305,7 +325,7 @@ int nj_state_stage_end(nj_state *st, int64_t run_id, const char *stage, const ch
         sqlite3_bind_null(q, 6);
     sqlite3_bind_int64(q, 7, nj_time_now_ms());
     bind_text(q, 8, reason);
-    return step_done(st, q, err, "cannot record stage outcome");
+    return step_cached(st, q, err, "cannot record stage outcome");
 }
 
 int nj_state_attempt_begin(nj_state *st, int64_t run_id, const char *stage, const char *ds,
@@ -313,7 +333,7 @@ int nj_state_attempt_begin(nj_state *st, int64_t run_id, const char *stage, cons
                            int64_t *attempt_id, nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st,
+    int rc = cached(st, Q_ATTEMPT_BEGIN,
                      "INSERT INTO attempts (run_id, stage, ds, attempt, started_ms, status, host,"
                      " log_path, cmd) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                      &q, err);
@@ -326,7 +346,7 @@ int nj_state_attempt_begin(nj_state *st, int64_t run_id, const char *stage, cons
     bind_text(q, 6, st->host);
     bind_text(q, 7, log_path);
     bind_text(q, 8, cmd);
-    rc = step_done(st, q, err, "cannot record attempt");
+    rc = step_cached(st, q, err, "cannot record attempt");
     if (rc == 0) *attempt_id = sqlite3_last_insert_rowid(st->db);
     return rc;
 }
@@ -334,18 +354,18 @@ int nj_state_attempt_begin(nj_state *st, int64_t run_id, const char *stage, cons
 int nj_state_attempt_set_pid(nj_state *st, int64_t attempt_id, int64_t pid, nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st, "UPDATE attempts SET pid = ? WHERE id = ?", &q, err);
+    int rc = cached(st, Q_ATTEMPT_PID, "UPDATE attempts SET pid = ? WHERE id = ?", &q, err);
     if (rc < 0) return rc;
     sqlite3_bind_int64(q, 1, pid);
     sqlite3_bind_int64(q, 2, attempt_id);
-    return step_done(st, q, err, "cannot record attempt pid");
+    return step_cached(st, q, err, "cannot record attempt pid");
 }
 
 int nj_state_attempt_end(nj_state *st, int64_t attempt_id, nj_status status, int exit_code,
                          int signal, const char *error, nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = prepare(st,
+    int rc = cached(st, Q_ATTEMPT_END,
                      "UPDATE attempts SET ended_ms = ?, status = ?, exit_code = ?, signal = ?,"
                      " error = ? WHERE id = ?",
                      &q, err);
@@ -362,7 +382,7 @@ int nj_state_attempt_end(nj_state *st, int64_t attempt_id, nj_status status, int
         sqlite3_bind_null(q, 4);
     bind_text(q, 5, error);
     sqlite3_bind_int64(q, 6, attempt_id);
-    return step_done(st, q, err, "cannot record end of attempt");
+    return step_cached(st, q, err, "cannot record end of attempt");
 }
 
 /* 1 if /proc/<pid>/environ holds NIGHTJAR_ATTEMPT_ID=<attempt_id> and

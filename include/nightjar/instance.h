@@ -7,9 +7,9 @@
  * ready to open.
  *
  * Inputs are the stage's `deps` followed by every upstream output its
- * command names with {{stages.S.outs.x}}, without duplicates. For each input
- * that some stage produces, `producer` names that stage and output, so a
- * missing input can be restored from the producer's cached result.
+ * command names with {{stages.S.outs.x}}, without duplicates.
+ * nj_instance_producer() finds the stage that writes an input, so a missing
+ * input can be restored from the producer's cached result.
  */
 #ifndef NJ_INSTANCE_H
 #define NJ_INSTANCE_H
@@ -26,8 +26,7 @@ typedef struct nj_path_pair {
 
 typedef struct nj_input {
     nj_path_pair path;
-    const nj_stage *producer; /* the stage with an output at this path, or NULL */
-    const nj_out *producer_out;
+    const char *tmpl; /* the path as written (borrowed from the pipeline) */
 } nj_input;
 
 typedef struct nj_instance {
@@ -52,5 +51,10 @@ typedef struct nj_instance {
 int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
                        nj_err *err);
 void nj_instance_release(nj_instance *inst);
+
+/* The other stage whose output is exactly input `in` (and that output), or
+ * NULL. Linear in the pipeline's outputs: for the rare missing input only. */
+const nj_stage *nj_instance_producer(const nj_instance *inst, const nj_input *in,
+                                     const nj_out **out);
 
 #endif
