@@ -42,6 +42,7 @@ struct nj_cache {
     sqlite3 *sdb; /* the workspace state database (borrowed) */
     sqlite3 *idb; /* <dir>/index.db */
     nj_store *store;
+    nj_store *worker_store; /* the same directory without the stat cache, for pool threads */
     char *dir;
     char *index_path;
     nj_link_mode link;
@@ -180,6 +181,7 @@ int nj_cache_open(const nj_pipeline *p, nj_state *st, nj_cache **out, nj_err *er
     int rc = nj_link_mode_parse(p->cache_link ? p->cache_link : "auto", &c->link, err);
     if (rc < 0) goto fail;
     if ((rc = nj_store_open(c->dir, &c->store, err)) < 0) goto fail;
+    if ((rc = nj_store_open(c->dir, &c->worker_store, err)) < 0) goto fail;
     if (sqlite3_open_v2(c->index_path, &c->idb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         rc = idb_error(c, err, "cannot open the run cache");
@@ -218,6 +220,7 @@ void nj_cache_free(nj_cache *c)
         sqlite3_finalize(all[i]);
     if (c->idb) sqlite3_close_v2(c->idb);
     nj_store_free(c->store);
+    nj_store_free(c->worker_store);
     free(c->dir);
     free(c->index_path);
     free(c);
@@ -777,11 +780,12 @@ done:
     return rc;
 }
 
-int nj_cache_record(nj_cache *c, const nj_instance *inst, const nj_key *key, int64_t run_id,
-                    nj_err *err)
+int nj_cache_store_outputs(nj_cache *c, const nj_instance *inst, int worker, char **outputs,
+                           nj_err *err)
 {
-    nj_buf outputs;
-    nj_buf_init(&outputs);
+    nj_store *store = worker ? c->worker_store : c->store;
+    nj_buf b;
+    nj_buf_init(&b);
     int rc = 0;
     for (size_t i = 0; i < inst->nouts && rc == 0; i++) {
         const char *abs = inst->outs[i].abs;
@@ -789,30 +793,49 @@ int nj_cache_record(nj_cache *c, const nj_instance *inst, const nj_key *key, int
         uint64_t size = 0;
         char hex[NJ_HASH_HEX_SIZE];
         int is_dir = nj_fs_is_dir(abs);
-        rc = is_dir ? nj_store_put_tree(c->store, abs, &h, err)
-                    : nj_store_put_file(c->store, abs, &h, &size, err);
+        if (is_dir && worker) NJ_BUG("directory output '%s' stored from a worker", abs);
+        rc = is_dir ? nj_store_put_tree(store, abs, &h, err)
+                    : nj_store_put_file(store, abs, &h, &size, err);
         if (rc < 0) {
             nj_err_prefix(err, "cannot store output '%s'", inst->outs[i].rel);
             break;
         }
         nj_hash_hex(&h, hex);
-        nj_buf_printf(&outputs, "%s %c %s %llu\n", inst->stage->outs[i].name, is_dir ? 't' : 'f',
-                      hex, (unsigned long long)size);
+        nj_buf_printf(&b, "%s %c %s %llu\n", inst->stage->outs[i].name, is_dir ? 't' : 'f', hex,
+                      (unsigned long long)size);
     }
-    if (rc == 0) {
-        sqlite3_stmt *q = c->entry_put;
-        sqlite3_reset(q);
-        bind_text(q, 1, key->hex);
-        bind_text(q, 2, inst->stage->name);
-        bind_text(q, 3, outputs.data);
-        sqlite3_bind_int64(q, 4, nj_time_now_ms());
-        sqlite3_bind_int64(q, 5, nj_time_now_ms());
-        if (sqlite3_step(q) != SQLITE_DONE) rc = idb_error(c, err, "cannot record cache entry");
-        sqlite3_reset(q);
+    if (rc < 0) {
+        nj_buf_release(&b);
+        return rc;
     }
+    *outputs = nj_buf_detach(&b);
+    return 0;
+}
+
+int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *key,
+                            const char *outputs, int64_t run_id, nj_err *err)
+{
+    sqlite3_stmt *q = c->entry_put;
+    sqlite3_reset(q);
+    bind_text(q, 1, key->hex);
+    bind_text(q, 2, inst->stage->name);
+    bind_text(q, 3, outputs);
+    sqlite3_bind_int64(q, 4, nj_time_now_ms());
+    sqlite3_bind_int64(q, 5, nj_time_now_ms());
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : idb_error(c, err, "cannot record cache entry");
+    sqlite3_reset(q);
     if (rc == 0) rc = record_use(c, key->hex, run_id, err);
-    if (rc == 0) rc = save_last_key(c, inst, key, outputs.data, run_id, err);
-    nj_buf_release(&outputs);
+    if (rc == 0) rc = save_last_key(c, inst, key, outputs, run_id, err);
+    return rc;
+}
+
+int nj_cache_record(nj_cache *c, const nj_instance *inst, const nj_key *key, int64_t run_id,
+                    nj_err *err)
+{
+    char *outputs = NULL;
+    int rc = nj_cache_store_outputs(c, inst, 0, &outputs, err);
+    if (rc == 0) rc = nj_cache_commit_outputs(c, inst, key, outputs, run_id, err);
+    free(outputs);
     return rc;
 }
 

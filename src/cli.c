@@ -49,8 +49,19 @@ static const verb verbs[] = {
     {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
 };
 
+/* libuv's thread pool (hashing, storing outputs) has 4 threads unless told
+ * otherwise before its first use: give it one per core, at least 4. */
+static void size_thread_pool(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    char n[16];
+    snprintf(n, sizeof(n), "%ld", cores > 4 ? cores : 4);
+    setenv("UV_THREADPOOL_SIZE", n, 0);
+}
+
 int nj_cli_main(int argc, char **argv)
 {
+    size_thread_pool();
     if (argc < 2) {
         fputs(usage_text, stderr);
         return NJ_EXIT_USAGE;

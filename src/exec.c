@@ -309,6 +309,77 @@ static int64_t retry_delay_ms(const nj_stage *s, int attempt)
 
 static void on_timer(uv_timer_t *t);
 
+/* ---- storing outputs in the cache ---------------------------------------------
+ * A succeeded node's downstream may start at once: its outputs are in the
+ * workspace. Putting them in the object store (hash, copy, fsync, rename)
+ * happens on libuv's thread pool meanwhile, and the cache entry is recorded
+ * back on the loop thread when that is done; the loop, and so the run, ends
+ * only after every store finished. A failure to store is a warning: the
+ * result is simply not cached. */
+
+typedef struct store_job {
+    uv_work_t req;
+    node_run *n;
+    char *outputs;
+    int rc;
+    nj_err err;
+} store_job;
+
+static void store_work(uv_work_t *req)
+{
+    store_job *job = req->data;
+    job->rc = nj_cache_store_outputs(job->n->r->opts->cache, &job->n->inst, 1, &job->outputs,
+                                     &job->err);
+}
+
+static void store_commit(node_run *n, int rc, const char *outputs, nj_err *err)
+{
+    runner *r = n->r;
+    if (rc == 0)
+        rc = nj_cache_commit_outputs(r->opts->cache, &n->inst, &n->key, outputs, r->opts->run_id,
+                                     err);
+    if (rc < 0) {
+        nj_event ev = node_event(n, NJ_EVENT_CACHE_PROBLEM);
+        ev.reason = err->msg;
+        report(r, &ev);
+    }
+}
+
+static void store_done(uv_work_t *req, int status)
+{
+    store_job *job = req->data;
+    if (status == UV_ECANCELED) job->rc = nj_err_set(&job->err, -ECANCELED, "storing cancelled");
+    store_commit(job->n, job->rc, job->outputs, &job->err);
+    free(job->outputs);
+    free(job);
+}
+
+static void store_outputs(node_run *n)
+{
+    int has_dir = 0;
+    for (size_t i = 0; i < n->inst.nouts; i++)
+        has_dir |= nj_fs_is_dir(n->inst.outs[i].abs);
+    if (has_dir) {
+        /* Trees hash their files on the pool themselves: store them here. */
+        char *outputs = NULL;
+        nj_err err = {0};
+        int rc = nj_cache_store_outputs(n->r->opts->cache, &n->inst, 0, &outputs, &err);
+        store_commit(n, rc, outputs, &err);
+        free(outputs);
+        return;
+    }
+    store_job *job = nj_xcalloc(1, sizeof(*job));
+    job->req.data = job;
+    job->n = n;
+    int uvrc = uv_queue_work(&n->r->loop, &job->req, store_work, store_done);
+    if (uvrc < 0) {
+        nj_err err = {0};
+        nj_err_set(&err, -EIO, "cannot queue storing: %s", uv_strerror(uvrc));
+        store_commit(n, -EIO, NULL, &err);
+        free(job);
+    }
+}
+
 /* The attempt ended with `status`; decide between retry and final outcome. */
 static void attempt_failed(node_run *n, nj_status status, const char *reason)
 {
@@ -384,13 +455,12 @@ static void on_attempt_exit(uv_process_t *proc, int64_t exit_status, int term_si
     ev.duration_ms = nj_time_mono_ms() - n->attempt_start_mono;
     ev.reason = reason[0] ? reason : NULL;
     report(r, &ev);
-    if (status == NJ_STATUS_SUCCEEDED && n->keyed &&
-        nj_cache_record(r->opts->cache, &n->inst, &n->key, r->opts->run_id, &err) < 0)
-        finish_node(n, NJ_STATUS_FAILED, err.msg);
-    else if (status == NJ_STATUS_SUCCEEDED)
+    if (status == NJ_STATUS_SUCCEEDED) {
+        if (n->keyed) store_outputs(n);
         finish_node(n, NJ_STATUS_SUCCEEDED, n->run_reason);
-    else
+    } else {
         attempt_failed(n, status, reason);
+    }
     schedule(r);
 }
 

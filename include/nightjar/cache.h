@@ -98,9 +98,23 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
 
 /* After a successful attempt: stores the outputs in the object store,
  * records key -> outputs in the run cache (with a `uses` row for run_id),
- * and makes `key` the instance's last key. */
+ * and makes `key` the instance's last key. nj_cache_store_outputs() followed
+ * by nj_cache_commit_outputs(). */
 int nj_cache_record(nj_cache *c, const nj_instance *inst, const nj_key *key, int64_t run_id,
                     nj_err *err);
+
+/* The first half of nj_cache_record(): puts every output in the object store
+ * and writes the outputs text ("name kind hash size" lines; caller frees) to
+ * *outputs. Touches no database. With `worker` set it may run on a thread
+ * other than the one using the cache (libuv's pool), and uses a store handle
+ * without the stat cache; outputs that are directories must then not be
+ * stored this way (their trees are hashed on the pool themselves). */
+int nj_cache_store_outputs(nj_cache *c, const nj_instance *inst, int worker, char **outputs,
+                           nj_err *err);
+/* The second half, on the cache's own thread: records the entry, the use and
+ * the instance's last key. */
+int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *key,
+                            const char *outputs, int64_t run_id, nj_err *err);
 
 /* Why `inst` would run: the differences between `key` and the instance's last
  * recorded key, e.g. "never run", "cmd changed", "dep 'data/raw.csv' changed
