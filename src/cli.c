@@ -54,7 +54,7 @@ static const verb verbs[] = {
 static void size_thread_pool(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    char n[16];
+    char n[32];
     snprintf(n, sizeof(n), "%ld", cores > 4 ? cores : 4);
     setenv("UV_THREADPOOL_SIZE", n, 0);
 }
