@@ -17,7 +17,10 @@
  * with keys the unique index, which starts with ds, serves every ds lookup
  * and a second index on ds would only slow the load down).
  *
- * One publish is ONE transaction that creates what is missing, deletes that
+ * The file is read and checked whole before the database is touched (and,
+ * with key columns, sorted by key so that the index is filled in order);
+ * memory use is about the file's size plus 32 bytes per row. Then one
+ * publish is ONE transaction that creates what is missing, deletes that
  * date's rows, inserts the new ones, drops dates beyond keep_partitions and
  * appends a row to nightjar_publications. So a rerun or backfill of a date
  * never duplicates it, a failure leaves every table exactly as it was, and a
@@ -45,7 +48,8 @@
  * A bad value fails the publish with "<file>:<line>:<col>: column 'p_delay':
  * 'abc' is not a real" (line of the field, 1-based byte column of its first
  * character); a key repeated within the file with "<file>:<line>: duplicate
- * key (flight_id) = ('AA1') in table 'x', first on line <n>".
+ * key flight_id='AA1' in table 'x' (first on line <n>)" (keys compare as
+ * SQLite does: "007" and "7" are the same integer).
  *
  *     nj_publish_column cols[] = {{"flight_id", NJ_COLUMN_TEXT}, {"p_delay", NJ_COLUMN_REAL}};
  *     const char *key[] = {"flight_id"};
@@ -85,11 +89,12 @@ typedef struct nj_publish_column {
 /* A table spec. Every pointer is borrowed (the pipeline spec owns them). */
 typedef struct nj_publish_table {
     const char *name;                 /* [A-Za-z_][A-Za-z0-9_]*, not nightjar_* */
-    const nj_publish_column *columns; /* declared columns, in table order */
+    const nj_publish_column *columns; /* declared columns, in table order (1 to 64) */
     size_t ncolumns;
     const char *const *key; /* key column names (each among columns), may be empty */
     size_t nkey;
-    int keep_partitions; /* keep the newest N dates after a publish; 0 keeps all */
+    int keep_partitions; /* keep the newest N dates after a publish; 0 keeps all (a
+                          * backfill older than the newest N is dropped at once) */
 } nj_publish_table;
 
 /* Checks a spec without touching any database, for the pipeline loader:
