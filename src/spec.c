@@ -5,9 +5,12 @@
  *      keys (top_keys, defaults_keys, stage_keys); each key's parser checks
  *      the type of its value and fills the model. Strings that may hold
  *      templates are remembered as "sites" together with their YAML node.
- *   2. references: with every stage, output and param known, `needs:` and
- *      `params:` entries are resolved, each template site is scanned (adding
- *      implicit params and stage uses), and outputs are checked for overlap.
+ *   2. references: with every stage, output and param known, each stage's
+ *      `partitioned` is settled (it defaults to whether the pipeline has a
+ *      `partition:`), `needs:`, `params:` and stage deps ({stage, out,
+ *      window}) are resolved, each template site is scanned (adding implicit
+ *      params and stage uses), a stage that is not partitioned is checked not
+ *      to read a partitioned one, and outputs are checked for overlap.
  * Every problem becomes one diagnostic with the position of the offending
  * node; they are sorted by position before being handed out, so the user
  * reads them in file order. Nothing is stopped early except a YAML syntax
@@ -27,6 +30,7 @@
 
 #include "nightjar/fs.h"
 #include "nightjar/pathset.h"
+#include "nightjar/snapshot.h"
 #include "nightjar/store.h"
 #include "nightjar/template.h"
 
@@ -87,12 +91,27 @@ typedef struct site {
     int is_path;       /* paths may only use params and ds */
 } site;
 
+/* Positions inside a stage dep {stage, out, window}, for pass 2's messages;
+ * all zero for a path dep. */
+typedef struct dep_marks {
+    nj_mark stage, out, window; /* of the values */
+    int has_window;
+} dep_marks;
+
 /* Scratch data for one stage, parallel to p->stages. */
 typedef struct stage_extra {
     settings set;
     site *sites;
     size_t nsites, sites_cap;
     size_t deps_cap, outs_cap, needs_cap, params_cap, code_cap, uses_cap, env_cap;
+    dep_marks *dep_marks; /* parallel to the stage's deps */
+    size_t dep_marks_cap;
+    int has_cmd; /* a `cmd` key was written (even with a bad value) */
+    nj_mark cmd_key;
+    int has_partitioned; /* `partitioned:` was written; its value: */
+    int partitioned;
+    nj_mark partitioned_mark;
+    nj_mark snapshot_key;
     char *prefix; /* "stage 'train': " for messages */
 } stage_extra;
 
@@ -229,11 +248,14 @@ static const char *did_you_mean(const char *word, const char *const *candidates,
 
 /* What a key parser works on. `stage` is an index into p->stages (when in a
  * stage); `set` the settings of defaults or of that stage. */
+typedef struct stage_dep_scratch stage_dep_scratch;
+
 typedef struct target {
     loader *L;
     const char *prefix; /* "", "defaults: " or "stage 'train': " */
     settings *set;
     size_t stage;
+    stage_dep_scratch *dep; /* while walking a stage dep's mapping */
 } target;
 
 typedef void (*key_fn)(target *t, yaml_node_t *key, yaml_node_t *value);
@@ -454,6 +476,8 @@ static void each_string_item(target *t, yaml_node_t *key, yaml_node_t *value, co
 static void parse_cmd(target *t, yaml_node_t *key, yaml_node_t *value)
 {
     nj_stage *s = stage_of(t);
+    extra_of(t)->has_cmd = 1;
+    extra_of(t)->cmd_key = mark_of(key);
     if (!is_string(value)) {
         report(t->L, value_mark(key, value), "%s'cmd' must be a string", t->prefix);
         return;
@@ -463,17 +487,142 @@ static void parse_cmd(target *t, yaml_node_t *key, yaml_node_t *value)
     add_site(t, value, "cmd", 0);
 }
 
-static void dep_item(target *t, yaml_node_t *node)
+/* Appends a dep to the stage, with its positions (zero for a path dep). */
+static void push_dep(target *t, nj_dep d, dep_marks m)
 {
     nj_stage *s = stage_of(t);
-    nj_dep d = {nj_path_normalize(text_of(node)), mark_of(node)};
-    NJ_PUSH(s->deps, s->ndeps, extra_of(t)->deps_cap, d);
+    stage_extra *x = extra_of(t);
+    size_t n = s->ndeps;
+    NJ_PUSH(x->dep_marks, n, x->dep_marks_cap, m);
+    NJ_PUSH(s->deps, s->ndeps, x->deps_cap, d);
+}
+
+static void dep_item(target *t, yaml_node_t *node)
+{
+    nj_dep d = {.path = nj_path_normalize(text_of(node)), .mark = mark_of(node)};
+    push_dep(t, d, (dep_marks){{0, 0}, {0, 0}, {0, 0}, 0});
     add_site(t, node, "deps", 1);
+}
+
+/* A stage dep being read: {stage: S, out: O, window: [from, to]}. */
+struct stage_dep_scratch {
+    nj_dep dep;
+    dep_marks marks;
+};
+
+static void parse_dep_stage(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'stage' must be a stage name", t->prefix);
+        return;
+    }
+    t->dep->dep.stage = nj_xstrdup(text_of(value));
+    t->dep->marks.stage = mark_of(value);
+}
+
+static void parse_dep_out(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'out' must be an output name", t->prefix);
+        return;
+    }
+    t->dep->dep.out = nj_xstrdup(text_of(value));
+    t->dep->marks.out = mark_of(value);
+}
+
+/* A whole number of days, "3d"; with `signed_ok` also "-28d", "+3d". At most
+ * six digits. Returns 0, or -1 when `text` is not one. */
+static int parse_days(const char *text, int signed_ok, int32_t *days)
+{
+    const char *s = text;
+    int sign = 1;
+    if (signed_ok && (*s == '-' || *s == '+')) sign = *s++ == '-' ? -1 : 1;
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || digits > 6 || strcmp(s + digits, "d") != 0) return -1;
+    *days = sign * (int32_t)strtol(s, NULL, 10);
+    return 0;
+}
+
+static void parse_dep_window(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    loader *L = t->L;
+    yaml_node_t *ends[2] = {NULL, NULL};
+    if (value->type == YAML_SEQUENCE_NODE && item_count(value) == 2) {
+        ends[0] = node_at(L, value->data.sequence.items.start[0]);
+        ends[1] = node_at(L, value->data.sequence.items.start[1]);
+    }
+    if (!ends[0] || !is_string(ends[0]) || !is_string(ends[1])) {
+        report(L, value_mark(key, value),
+               "%s'window' must be a list of two day offsets such as [-28d, -1d]", t->prefix);
+        return;
+    }
+    int32_t days[2];
+    int ok = 1;
+    for (int i = 0; i < 2; i++)
+        if (parse_days(text_of(ends[i]), 1, &days[i]) < 0) {
+            report(L, mark_of(ends[i]),
+                   "%sinvalid window offset '%s' (expected days such as -28d, 0d or +3d)",
+                   t->prefix, text_of(ends[i]));
+            ok = 0;
+        }
+    if (!ok) return;
+    if (days[0] > days[1]) {
+        report(L, mark_of(value), "%s'window' [%s, %s] starts after it ends", t->prefix,
+               text_of(ends[0]), text_of(ends[1]));
+        return;
+    }
+    t->dep->dep.window_from = days[0];
+    t->dep->dep.window_to = days[1];
+    t->dep->marks.window = mark_of(value);
+    t->dep->marks.has_window = 1;
+}
+
+static const key_rule stage_dep_keys[] = {
+    {"stage", 1, parse_dep_stage},
+    {"out", 1, parse_dep_out},
+    {"window", 0, parse_dep_window},
+};
+
+/* {stage: S, out: O[, window: [from, to]]}: kept with path NULL when the
+ * mapping had no problem (a dep with a bad window is not half-kept); S and O
+ * are resolved in pass 2 (check_stage_deps). */
+static void stage_dep_item(target *t, yaml_node_t *node)
+{
+    stage_dep_scratch sd = {.dep = {.mark = mark_of(node)}};
+    char *prefix = nj_xasprintf("%sdeps: ", t->prefix);
+    target dt = {t->L, prefix, t->set, t->stage, &sd};
+    size_t problems = t->L->ndiags;
+    walk_mapping(&dt, node, stage_dep_keys, sizeof(stage_dep_keys) / sizeof(stage_dep_keys[0]),
+                 mark_of(node));
+    free(prefix);
+    if (t->L->ndiags == problems && sd.dep.stage && sd.dep.out) {
+        push_dep(t, sd.dep, sd.marks);
+        return;
+    }
+    free(sd.dep.stage);
+    free(sd.dep.out);
 }
 
 static void parse_deps(target *t, yaml_node_t *key, yaml_node_t *value)
 {
-    each_string_item(t, key, value, "paths", dep_item);
+    loader *L = t->L;
+    static const char what[] = "'deps' must be a list of paths or {stage, out} mappings";
+    (void)key;
+    if (is_null(value)) return;
+    if (value->type != YAML_SEQUENCE_NODE) {
+        report(L, mark_of(value), "%s%s", t->prefix, what);
+        return;
+    }
+    size_t n = item_count(value);
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *node = node_at(L, value->data.sequence.items.start[i]);
+        if (is_string(node))
+            dep_item(t, node);
+        else if (node->type == YAML_MAPPING_NODE)
+            stage_dep_item(t, node);
+        else
+            report(L, mark_of(node), "%s%s", t->prefix, what);
+    }
 }
 
 static void code_item(target *t, yaml_node_t *node)
@@ -619,9 +768,100 @@ static void parse_workdir(target *t, yaml_node_t *key, yaml_node_t *value)
     add_site(t, value, "workdir", 1);
 }
 
-/* Later issues add keys here (partitioned, metrics, gate, snapshot...). */
+/* YAML's booleans: true, True, TRUE, false, False, FALSE. Returns 1, 0, or
+ * -1 for anything else. */
+static int parse_bool(const yaml_node_t *node)
+{
+    if (!is_string(node)) return -1;
+    const char *s = text_of(node);
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) return 1;
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) return 0;
+    return -1;
+}
+
+/* Settled in pass 2 (resolve_partitioned), once `partition:` is known. */
+static void parse_partitioned(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    int b = parse_bool(value);
+    if (b < 0) {
+        report(t->L, value_mark(key, value), "%s'partitioned' must be true or false", t->prefix);
+        return;
+    }
+    stage_extra *x = extra_of(t);
+    x->has_partitioned = 1;
+    x->partitioned = b;
+    x->partitioned_mark = mark_of(key);
+}
+
+/* A snapshot input: a path template (params and ds) inside the pipeline
+ * directory, kept normalised in the snapshot and also as a path dep of the
+ * stage, so edges and the cache key see it like any input. */
+static void snapshot_input(target *t, yaml_node_t *node)
+{
+    nj_stage *s = stage_of(t);
+    char *path = nj_path_normalize(text_of(node));
+    if (path[0] == '/')
+        report(t->L, mark_of(node), "%sinput '%s' must be relative to the pipeline directory",
+               t->prefix, text_of(node));
+    else if (nj_path_escapes(path))
+        report(t->L, mark_of(node), "%sinput '%s' escapes the pipeline directory", t->prefix,
+               text_of(node));
+    nj_strs_push(&s->snapshot->inputs, path);
+    nj_dep d = {.path = path, .mark = mark_of(node)};
+    push_dep(t, d, (dep_marks){{0, 0}, {0, 0}, {0, 0}, 0});
+    add_site(t, node, "snapshot inputs", 1);
+}
+
+static void parse_snapshot_inputs(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (is_null(value) || (value->type == YAML_SEQUENCE_NODE && item_count(value) == 0)) {
+        report(t->L, mark_of(key), "%s'inputs' must not be empty", t->prefix);
+        return;
+    }
+    each_string_item(t, key, value, "paths", snapshot_input);
+}
+
+static void parse_snapshot_format(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_snapshot_spec *snap = stage_of(t)->snapshot;
+    nj_err err = {0};
+    if (!is_string(value) || nj_snapshot_format_check(text_of(value), &err) < 0) {
+        report(t->L, value_mark(key, value), "%s%s", t->prefix,
+               is_string(value) ? err.msg : "'format' must be tar.zst, tar.gz or tar");
+        return;
+    }
+    free(snap->format);
+    snap->format = nj_xstrdup(text_of(value));
+}
+
+static const key_rule snapshot_keys[] = {
+    {"inputs", 1, parse_snapshot_inputs},
+    {"format", 0, parse_snapshot_format},
+};
+
+/* The built-in snapshot type; check_stage_kind() checks the rest of the
+ * stage (no cmd, one output) once all its keys are read. */
+static void parse_snapshot(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_stage *s = stage_of(t);
+    extra_of(t)->snapshot_key = mark_of(key);
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, value_mark(key, value), "%s'snapshot' must be a mapping", t->prefix);
+        return;
+    }
+    s->snapshot = nj_xcalloc(1, sizeof(*s->snapshot));
+    char *prefix = nj_xasprintf("%ssnapshot: ", t->prefix);
+    target st = {t->L, prefix, t->set, t->stage, NULL};
+    walk_mapping(&st, value, snapshot_keys, sizeof(snapshot_keys) / sizeof(snapshot_keys[0]),
+                 mark_of(key));
+    free(prefix);
+    if (!s->snapshot->format) s->snapshot->format = nj_xstrdup(NJ_SNAPSHOT_DEFAULT_FORMAT);
+}
+
+/* Later issues add keys here (metrics, gate...). `cmd` is required unless
+ * the stage is a snapshot: check_stage_kind() says so. */
 static const key_rule stage_keys[] = {
-    {"cmd", 1, parse_cmd},
+    {"cmd", 0, parse_cmd},
     {"deps", 0, parse_deps},
     {"outs", 0, parse_outs},
     {"needs", 0, parse_needs},
@@ -633,6 +873,8 @@ static const key_rule stage_keys[] = {
     {"retry_delay_max", 0, parse_retry_delay_max},
     {"timeout", 0, parse_timeout},
     {"workdir", 0, parse_workdir},
+    {"partitioned", 0, parse_partitioned},
+    {"snapshot", 0, parse_snapshot},
 };
 
 static const key_rule defaults_keys[] = {
@@ -721,9 +963,44 @@ static void parse_defaults(target *t, yaml_node_t *key, yaml_node_t *value)
         report(t->L, mark_of(value), "'defaults' must be a mapping");
         return;
     }
-    target d = {t->L, "defaults: ", &t->L->defaults, 0};
+    target d = {t->L, "defaults: ", &t->L->defaults, 0, NULL};
     walk_mapping(&d, value, defaults_keys, sizeof(defaults_keys) / sizeof(defaults_keys[0]),
                  mark_of(key));
+}
+
+/* A command stage needs `cmd`; a snapshot stage has none (its cmd is NULL)
+ * and writes exactly one output, which its inputs must not overlap. */
+static void check_stage_kind(loader *L, size_t i, nj_mark stage_key)
+{
+    nj_stage *s = &L->p->stages[i];
+    stage_extra *x = &L->extra[i];
+    int has_snapshot_key = x->snapshot_key.line > 0; /* even with a bad value */
+    if (!has_snapshot_key && !x->has_cmd)
+        report(L, stage_key, "%smissing required key 'cmd'", x->prefix);
+    if (!s->snapshot) return;
+    if (x->has_cmd) {
+        report(L, x->cmd_key, "%sa snapshot stage has no 'cmd'", x->prefix);
+        free(s->cmd);
+        s->cmd = NULL;
+    }
+    if (s->nouts != 1) {
+        report(L, x->snapshot_key,
+               "%sa snapshot stage must declare exactly one output (it has %zu)", x->prefix,
+               s->nouts);
+        return;
+    }
+    /* The inputs are also the stage's path deps (with their positions). */
+    const char *out = s->outs[0].path;
+    for (size_t k = 0; k < s->ndeps; k++) {
+        const nj_dep *d = &s->deps[k];
+        if (!d->path || !nj_strs_contains(&s->snapshot->inputs, d->path)) continue;
+        if (nj_path_within(out, d->path))
+            report(L, d->mark, "%ssnapshot input '%s' contains its own output '%s'", x->prefix,
+                   d->path, out);
+        else if (nj_path_within(d->path, out))
+            report(L, d->mark, "%ssnapshot input '%s' is inside its own output '%s'", x->prefix,
+                   d->path, out);
+    }
 }
 
 static void parse_stages(target *t, yaml_node_t *key, yaml_node_t *value)
@@ -758,8 +1035,9 @@ static void parse_stages(target *t, yaml_node_t *key, yaml_node_t *value)
             report(L, value_mark(k, v), "stage '%s' must be a mapping", name);
             continue;
         }
-        target st = {L, x->prefix, &x->set, p->nstages - 1};
+        target st = {L, x->prefix, &x->set, p->nstages - 1, NULL};
         walk_mapping(&st, v, stage_keys, sizeof(stage_keys) / sizeof(stage_keys[0]), mark_of(k));
+        check_stage_kind(L, p->nstages - 1, mark_of(k));
     }
 }
 
@@ -801,14 +1079,80 @@ static void parse_cache(target *t, yaml_node_t *key, yaml_node_t *value)
         report(t->L, mark_of(value), "'cache' must be a mapping");
         return;
     }
-    target c = {t->L, "cache: ", t->set, 0};
+    target c = {t->L, "cache: ", t->set, 0, NULL};
     walk_mapping(&c, value, cache_keys, sizeof(cache_keys) / sizeof(cache_keys[0]), mark_of(key));
 }
 
-/* Later issues add partition, publish. */
+/* `partition: {by: ds, start: 2001-01-01, granularity: daily, lag: 1d}`. */
+static void parse_partition_by(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value) || strcmp(text_of(value), "ds") != 0)
+        report(t->L, value_mark(key, value), "%s'by' must be 'ds' (the only partition key for now)",
+               t->prefix);
+}
+
+static void parse_partition_start(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_err err = {0};
+    if (!is_string(value)) {
+        report(t->L, value_mark(key, value), "%s'start' must be a date (YYYY-MM-DD)", t->prefix);
+        return;
+    }
+    if (nj_date_parse(text_of(value), &t->L->p->partition.start, &err) < 0)
+        report(t->L, mark_of(value), "%s'start': %s", t->prefix, err.msg);
+}
+
+static void parse_partition_granularity(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (is_string(value) && strcmp(text_of(value), "daily") == 0) return;
+    if (is_string(value))
+        report(t->L, mark_of(value), "%sunsupported granularity '%s': only 'daily' is supported",
+               t->prefix, text_of(value));
+    else
+        report(t->L, value_mark(key, value), "%s'granularity': only 'daily' is supported",
+               t->prefix);
+}
+
+static void parse_partition_lag(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    int32_t days;
+    if (!is_string(value) || parse_days(text_of(value), 0, &days) < 0) {
+        report(t->L, value_mark(key, value),
+               "%s'lag' must be a whole number of days such as 0d, 1d or 2d", t->prefix);
+        return;
+    }
+    t->L->p->partition.lag_days = days;
+}
+
+static const key_rule partition_keys[] = {
+    {"by", 0, parse_partition_by},
+    {"start", 1, parse_partition_start},
+    {"granularity", 0, parse_partition_granularity},
+    {"lag", 0, parse_partition_lag},
+};
+
+static void parse_partition(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_partition *part = &t->L->p->partition;
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, value_mark(key, value),
+               "'partition' must be a mapping such as {by: ds, start: 2001-01-01}");
+        return;
+    }
+    part->enabled = 1;
+    part->lag_days = 1;
+    part->mark = mark_of(key);
+    target pt = {t->L, "partition: ", t->set, 0, NULL};
+    walk_mapping(&pt, value, partition_keys, sizeof(partition_keys) / sizeof(partition_keys[0]),
+                 mark_of(key));
+}
+
+/* Later issues add publish. */
 static const key_rule top_keys[] = {
-    {"pipeline", 1, parse_name},     {"workspace", 0, parse_workspace}, {"params", 0, parse_params},
-    {"defaults", 0, parse_defaults}, {"cache", 0, parse_cache},         {"stages", 1, parse_stages},
+    {"pipeline", 1, parse_name}, {"workspace", 0, parse_workspace},
+    {"params", 0, parse_params}, {"defaults", 0, parse_defaults},
+    {"cache", 0, parse_cache},   {"partition", 0, parse_partition},
+    {"stages", 1, parse_stages},
 };
 
 /* ---- pass 2: references ------------------------------------------------------- */
@@ -896,13 +1240,37 @@ static int check_expr(void *arg, const char *expr, size_t len, size_t offset)
         report(L, at, "%sunknown template expression '{{%.*s}}'", t->prefix, (int)len, expr);
         return 0;
     }
-    if (sc->site->is_path && (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT)) {
+    if (sc->site->is_path &&
+        (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT || e.kind == NJ_EXPR_DEPS)) {
         report(L, at, "%s'{{%.*s}}' is not allowed in %s (only params and ds)", t->prefix, (int)len,
                expr, sc->site->where);
         return 0;
     }
     nj_stage *self = &p->stages[t->stage];
     switch (e.kind) {
+    case NJ_EXPR_DS:
+        /* One instance serves every date: its key must not depend on one. */
+        if (p->partition.enabled && !self->partitioned)
+            report(L, at, "stage '%s' (partitioned: false) cannot use '{{%.*s}}'", self->name,
+                   (int)len, expr);
+        break;
+    case NJ_EXPR_DEPS: {
+        if (strcmp(sc->site->where, "cmd") != 0) {
+            report(L, at, "%s'{{%.*s}}' is only allowed in cmd", t->prefix, (int)len, expr);
+            break;
+        }
+        int found = 0;
+        for (size_t k = 0; k < self->ndeps && !found; k++) {
+            const nj_dep *d = &self->deps[k];
+            found = d->stage && strlen(d->stage) == e.stage_len &&
+                    memcmp(d->stage, e.stage, e.stage_len) == 0 && strlen(d->out) == e.name_len &&
+                    memcmp(d->out, e.name, e.name_len) == 0;
+        }
+        if (!found)
+            report(L, at, "%s'{{%.*s}}' needs a dep {stage: %.*s, out: %.*s}", t->prefix, (int)len,
+                   expr, (int)e.stage_len, e.stage, (int)e.name_len, e.name);
+        break;
+    }
     case NJ_EXPR_PARAM:
         if (find_param_n(p, e.name, e.name_len)) {
             add_stage_param(t, e.name, e.name_len, at);
@@ -965,12 +1333,139 @@ static void check_site(target *t, const site *s)
     }
 }
 
+/* Settles `partitioned` for stage i: its own value, else whether the
+ * pipeline has a partition. Without a `partition:` no stage is. */
+static void resolve_partitioned(loader *L, size_t i)
+{
+    nj_pipeline *p = L->p;
+    stage_extra *x = &L->extra[i];
+    if (!p->partition.enabled) {
+        if (x->has_partitioned && x->partitioned)
+            report(L, x->partitioned_mark, "%s'partitioned' needs a 'partition:' section",
+                   x->prefix);
+        p->stages[i].partitioned = 0;
+        return;
+    }
+    p->stages[i].partitioned = x->has_partitioned ? x->partitioned : 1;
+}
+
+/* Resolves stage i's stage deps {stage, out, window}: the stage and its
+ * output must exist, not be the stage itself nor repeat an earlier stage
+ * dep, and a window needs both stages partitioned. */
+static void check_stage_deps(loader *L, size_t i)
+{
+    nj_pipeline *p = L->p;
+    nj_stage *s = &p->stages[i];
+    stage_extra *x = &L->extra[i];
+    for (size_t k = 0; k < s->ndeps; k++) {
+        const nj_dep *d = &s->deps[k];
+        const dep_marks *m = &x->dep_marks[k];
+        if (!d->stage) continue;
+        size_t j = find_stage_n(p, d->stage, strlen(d->stage));
+        if (j == p->nstages) {
+            const char **names = stage_names(p);
+            report(L, m->stage, "%sdep on unknown stage '%s'%s", x->prefix, d->stage,
+                   did_you_mean(d->stage, names, p->nstages));
+            free(names);
+            continue;
+        }
+        if (j == i) {
+            report(L, m->stage, "%sa stage dep on itself (use {{outs.%s}} for its own outputs)",
+                   x->prefix, d->out);
+            continue;
+        }
+        const nj_stage *up = &p->stages[j];
+        if (!nj_stage_out(up, d->out)) {
+            const char **names = out_names(up);
+            report(L, m->out, "%sstage '%s' has no output '%s'%s", x->prefix, up->name, d->out,
+                   did_you_mean(d->out, names, up->nouts));
+            free(names);
+            continue;
+        }
+        int repeated = 0;
+        for (size_t e = 0; e < k && !repeated; e++)
+            repeated = s->deps[e].stage && strcmp(s->deps[e].stage, d->stage) == 0 &&
+                       strcmp(s->deps[e].out, d->out) == 0;
+        if (repeated) {
+            report(L, d->mark, "%sdep {stage: %s, out: %s} is listed twice", x->prefix, d->stage,
+                   d->out);
+            continue;
+        }
+        if (m->has_window && (!s->partitioned || !up->partitioned)) {
+            const char *why = !p->partition.enabled ? " (there is no 'partition:' section)" : "";
+            char *named = NULL;
+            if (p->partition.enabled)
+                named = nj_xasprintf(" ('%s' is partitioned: false)",
+                                     !s->partitioned ? s->name : up->name);
+            report(L, m->window, "%s'window' needs both stages partitioned%s", x->prefix,
+                   named ? named : why);
+            free(named);
+        }
+    }
+}
+
+/* A stage that is not partitioned runs once for all dates, so it cannot
+ * read a stage that runs once per date. Checked here for the edges named
+ * in the file - stage deps, `needs` and {{stages.S.outs.x}} - once per
+ * upstream stage, at its first mention; path edges (a dep path inside a
+ * partitioned stage's output) are found by nj_dag_build(). */
+typedef struct upstream_seen {
+    size_t stage;
+    nj_mark mark;
+} upstream_seen;
+
+static int mark_before(nj_mark a, nj_mark b)
+{
+    return a.line != b.line ? a.line < b.line : a.col < b.col;
+}
+
+static void note_upstream(upstream_seen **seen, size_t *n, size_t *cap, size_t stage, nj_mark at)
+{
+    for (size_t k = 0; k < *n; k++)
+        if ((*seen)[k].stage == stage) {
+            if (mark_before(at, (*seen)[k].mark)) (*seen)[k].mark = at;
+            return;
+        }
+    upstream_seen u = {stage, at};
+    NJ_PUSH(*seen, *n, *cap, u);
+}
+
+static void check_partition_edges(loader *L, size_t i)
+{
+    nj_pipeline *p = L->p;
+    const nj_stage *s = &p->stages[i];
+    if (!p->partition.enabled || s->partitioned) return;
+    upstream_seen *seen = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t k = 0; k < s->ndeps; k++) {
+        if (!s->deps[k].stage) continue;
+        size_t j = find_stage_n(p, s->deps[k].stage, strlen(s->deps[k].stage));
+        if (j < p->nstages && j != i && p->stages[j].partitioned)
+            note_upstream(&seen, &n, &cap, j, L->extra[i].dep_marks[k].stage);
+    }
+    for (size_t k = 0; k < s->nneeds; k++) {
+        size_t j = find_stage_n(p, s->needs[k].name, strlen(s->needs[k].name));
+        if (j < p->nstages && j != i && p->stages[j].partitioned)
+            note_upstream(&seen, &n, &cap, j, s->needs[k].mark);
+    }
+    for (size_t k = 0; k < s->nuses; k++) {
+        size_t j = find_stage_n(p, s->uses[k].name, strlen(s->uses[k].name));
+        if (j < p->nstages && p->stages[j].partitioned)
+            note_upstream(&seen, &n, &cap, j, s->uses[k].mark);
+    }
+    for (size_t k = 0; k < n; k++)
+        report(L, seen[k].mark,
+               "stage '%s' (partitioned: false) cannot read partitioned stage '%s'", s->name,
+               p->stages[seen[k].stage].name);
+    free(seen);
+}
+
 static void check_stage_refs(loader *L, size_t i)
 {
     nj_pipeline *p = L->p;
     nj_stage *s = &p->stages[i];
     stage_extra *x = &L->extra[i];
-    target t = {L, x->prefix, &x->set, i};
+    target t = {L, x->prefix, &x->set, i, NULL};
 
     const char **names = stage_names(p);
     for (size_t k = 0; k < s->nneeds; k++)
@@ -986,16 +1481,20 @@ static void check_stage_refs(loader *L, size_t i)
                    did_you_mean(s->params[k].name, names, p->nparams));
     free(names);
 
+    check_stage_deps(L, i);
+
     /* Sites are in file order, so implicit params follow first use. */
     for (size_t k = 0; k < x->nsites; k++)
         check_site(&t, &x->sites[k]);
+
+    check_partition_edges(L, i);
 }
 
 /* Two stages must not write the same path, nor one inside the other's output
  * directory: the later stage (in file order) gets the diagnostic, once per
  * output, naming the earliest stage and output it overlaps. */
 typedef struct overlap_probe {
-    size_t before;             /* only stages earlier than this one count */
+    size_t before;                 /* only stages earlier than this one count */
     const nj_pathset_entry *first; /* earliest (stage, output) overlapping */
 } overlap_probe;
 
@@ -1083,8 +1582,10 @@ static void load_document(loader *L, const char *text, size_t len)
         nj_mark m = root ? mark_of(root) : (nj_mark){1, 1};
         report(L, m, "the pipeline file must be a mapping");
     } else {
-        target t = {L, "", NULL, 0};
+        target t = {L, "", NULL, 0, NULL};
         walk_mapping(&t, root, top_keys, sizeof(top_keys) / sizeof(top_keys[0]), mark_of(root));
+        for (size_t i = 0; i < L->p->nstages; i++)
+            resolve_partitioned(L, i);
         for (size_t i = 0; i < L->p->nstages; i++) {
             check_stage_refs(L, i);
             resolve_settings(L, i);
@@ -1098,6 +1599,7 @@ static void loader_release(loader *L)
 {
     for (size_t i = 0; L->p && i < L->p->nstages; i++) {
         free(L->extra[i].sites);
+        free(L->extra[i].dep_marks);
         free(L->extra[i].prefix);
     }
     free(L->extra);
@@ -1172,9 +1674,17 @@ void nj_pipeline_free(nj_pipeline *p)
         nj_stage *s = &p->stages[i];
         free(s->name);
         free(s->cmd);
-        for (size_t k = 0; k < s->ndeps; k++)
+        for (size_t k = 0; k < s->ndeps; k++) {
             free(s->deps[k].path);
+            free(s->deps[k].stage);
+            free(s->deps[k].out);
+        }
         free(s->deps);
+        if (s->snapshot) {
+            nj_strs_release(&s->snapshot->inputs);
+            free(s->snapshot->format);
+            free(s->snapshot);
+        }
         for (size_t k = 0; k < s->nouts; k++) {
             free(s->outs[k].name);
             free(s->outs[k].path);
@@ -1216,6 +1726,23 @@ nj_out *nj_stage_out(const nj_stage *s, const char *name)
 nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name)
 {
     return find_param_n(p, name, strlen(name));
+}
+
+int32_t nj_dep_window(const nj_pipeline *p, const nj_dep *dep, int32_t ds, int32_t *first,
+                      int32_t *last)
+{
+    if (!dep->stage) NJ_BUG("window of a path dep '%s'", dep->path);
+    const nj_stage *up = nj_pipeline_stage(p, dep->stage);
+    if (!up) NJ_BUG("dep on unknown stage '%s' after loading", dep->stage);
+    if (!p->partition.enabled || !up->partitioned) {
+        *first = *last = ds;
+        return 1;
+    }
+    int32_t from = ds + dep->window_from, to = ds + dep->window_to;
+    if (from < p->partition.start) from = p->partition.start;
+    *first = from;
+    *last = to;
+    return to >= from ? to - from + 1 : 0;
 }
 
 size_t nj_pipeline_stage_index(const nj_pipeline *p, const nj_stage *s)

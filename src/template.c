@@ -149,6 +149,26 @@ int nj_template_parse_expr(const char *expr, size_t len, nj_expr *out, nj_err *e
             }
             break;
         }
+    } else if (starts_with(expr, len, "deps.")) {
+        /* deps.STAGE.OUT: stage names may contain '.', output names may not,
+         * so split at the last '.'. */
+        const char *rest = expr + 5;
+        size_t n = len - 5, k = n;
+        while (k > 0 && rest[k - 1] != '.')
+            k--;
+        if (k > 1) {
+            size_t stage_len = k - 1, name_len = n - k;
+            const char *name = rest + k;
+            if (name_span(rest, stage_len, ".-") == stage_len && name_len > 0 &&
+                name_span(name, name_len, "") == name_len) {
+                out->kind = NJ_EXPR_DEPS;
+                out->stage = rest;
+                out->stage_len = stage_len;
+                out->name = name;
+                out->name_len = name_len;
+                return 0;
+            }
+        }
     } else if (parse_ds(expr, len, out) == 0) {
         out->kind = NJ_EXPR_DS;
         return 0;
@@ -251,13 +271,94 @@ static int emit_out(render_state *st, const nj_stage *owner, const nj_out *o, co
     return 0;
 }
 
+static const nj_stage *find_stage(const nj_pipeline *p, const char *name, size_t len)
+{
+    for (size_t i = 0; i < p->nstages; i++)
+        if (strlen(p->stages[i].name) == len && memcmp(p->stages[i].name, name, len) == 0)
+            return &p->stages[i];
+    return NULL;
+}
+
+/* The stage dep {stage: S, out: O} of `s` that {{deps.S.O}} names, or NULL. */
+static const nj_dep *find_stage_dep(const nj_stage *s, const nj_expr *e)
+{
+    for (size_t i = 0; i < s->ndeps; i++) {
+        const nj_dep *d = &s->deps[i];
+        if (d->stage && strlen(d->stage) == e->stage_len &&
+            memcmp(d->stage, e->stage, e->stage_len) == 0 && strlen(d->out) == e->name_len &&
+            memcmp(d->out, e->name, e->name_len) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* Renders the path template `tmpl` of stage `s` for the date text `ds`. */
+static int render_path(const nj_pipeline *p, const nj_stage *s, const char *tmpl, const char *ds,
+                       char **out, nj_err *err)
+{
+    nj_render_ctx ctx = {.pipeline = p, .stage = s, .ds = ds};
+    nj_buf b;
+    nj_buf_init(&b);
+    int rc = render_into(tmpl, &ctx, 1, &b, err);
+    if (rc) {
+        nj_buf_release(&b);
+        *out = NULL;
+        return rc;
+    }
+    *out = nj_buf_detach(&b);
+    nj_buf_release(&b);
+    return 0;
+}
+
+int nj_template_render_for_date(const nj_pipeline *p, const nj_stage *s, const char *tmpl,
+                                int32_t date, char **out, nj_err *err)
+{
+    char ds[11];
+    nj_date_format(date, ds);
+    return render_path(p, s, tmpl, ds, out, err);
+}
+
+int nj_template_window_paths(const nj_pipeline *p, const nj_dep *dep, const char *ds,
+                             nj_strs *rel_paths, nj_err *err)
+{
+    if (!dep->stage) NJ_BUG("window paths of a path dep '%s'", dep->path);
+    const nj_stage *owner = find_stage(p, dep->stage, strlen(dep->stage));
+    if (!owner) return nj_err_set(err, NJ_ENOTFOUND, "dep on unknown stage '%s'", dep->stage);
+    const nj_out *o = find_out(owner, dep->out, strlen(dep->out));
+    if (!o)
+        return nj_err_set(err, NJ_ENOTFOUND, "stage '%s' has no output '%s'", owner->name,
+                          dep->out);
+    char *path;
+    int rc;
+    if (!p->partition.enabled || !owner->partitioned) {
+        /* One instance for all dates: its path does not depend on ds. */
+        if ((rc = render_path(p, owner, o->path, ds, &path, err)) < 0) return rc;
+        nj_strs_push(rel_paths, path);
+        free(path);
+        return 0;
+    }
+    if (!ds)
+        return nj_err_set(err, NJ_ENOTFOUND, "no logical date to render the dep on stage '%s'",
+                          owner->name);
+    int32_t days, first, last;
+    if ((rc = nj_date_parse(ds, &days, err)) < 0) return rc;
+    nj_dep_window(p, dep, days, &first, &last);
+    for (int32_t d = first; d <= last; d++) {
+        if ((rc = nj_template_render_for_date(p, owner, o->path, d, &path, err)) < 0) return rc;
+        nj_strs_push(rel_paths, path);
+        free(path);
+    }
+    return 0;
+}
+
 static int render_expr(render_state *st, const char *expr, size_t len)
 {
     const nj_render_ctx *ctx = st->ctx;
     nj_expr e;
     int rc = nj_template_parse_expr(expr, len, &e, st->err);
     if (rc) return rc;
-    if (st->in_path && (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT))
+    if (st->in_path &&
+        (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT || e.kind == NJ_EXPR_DEPS))
         return nj_err_set(st->err, NJ_EFORMAT, "'{{%.*s}}' is not allowed in a path", (int)len,
                           expr);
     switch (e.kind) {
@@ -326,6 +427,36 @@ static int render_expr(render_state *st, const char *expr, size_t len)
                               "stage '%s' has no output '%.*s' in '{{%.*s}}'", owner->name,
                               (int)e.name_len, e.name, (int)len, expr);
         return emit_out(st, owner, o, expr, len);
+    }
+    case NJ_EXPR_DEPS: {
+        if (!ctx->stage)
+            return nj_err_set(st->err, NJ_ENOTFOUND, "'{{%.*s}}' outside a stage", (int)len, expr);
+        const nj_dep *dep = find_stage_dep(ctx->stage, &e);
+        if (!dep)
+            return nj_err_set(st->err, NJ_ENOTFOUND,
+                              "stage '%s': '{{%.*s}}' needs a dep {stage: %.*s, out: %.*s}",
+                              ctx->stage->name, (int)len, expr, (int)e.stage_len, e.stage,
+                              (int)e.name_len, e.name);
+        nj_strs paths = {0};
+        rc = nj_template_window_paths(ctx->pipeline, dep, ctx->ds, &paths, st->err);
+        if (rc) {
+            nj_strs_release(&paths);
+            nj_err_prefix(st->err, "in '{{%.*s}}'", (int)len, expr);
+            return rc;
+        }
+        /* Like a list param: one (quoted) word per path, oldest date first. */
+        for (size_t i = 0; i < paths.len; i++) {
+            if (i > 0) nj_buf_putc(&st->out, ' ');
+            if (ctx->absolute_paths && ctx->pipeline->dir) {
+                char *abs = nj_path_join(ctx->pipeline->dir, paths.items[i]);
+                emit(st, abs);
+                free(abs);
+            } else {
+                emit(st, paths.items[i]);
+            }
+        }
+        nj_strs_release(&paths);
+        return 0;
     }
     default:
         NJ_BUG("unhandled template expression kind %d", e.kind);

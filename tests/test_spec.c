@@ -312,7 +312,252 @@ Test(spec, diag_add_formats_position)
     nj_strs_release(&d);
 }
 
-/* ---- fixtures ---------------------------------------------------------------- */
+/* ---- partitions, stage deps, snapshots ----------------------------------------- */
+
+static int32_t date_of(const char *text)
+{
+    int32_t days = 0;
+    cr_assert_eq(nj_date_parse(text, &days, NULL), 0, "%s", text);
+    return days;
+}
+
+Test(spec, partition_is_parsed_with_its_defaults)
+{
+    nj_pipeline *p =
+        load_ok("pipeline: x\n"
+                "stages: {a: {cmd: echo}}\n"
+                "partition: {by: ds, start: 2001-01-01, granularity: daily, lag: 2d}\n");
+    cr_assert_eq(p->partition.enabled, 1);
+    cr_assert_eq(p->partition.start, date_of("2001-01-01"));
+    cr_assert_eq(p->partition.lag_days, 2);
+    cr_assert_eq(p->partition.mark.line, 3);
+    cr_assert_eq(p->partition.mark.col, 1);
+    nj_pipeline_free(p);
+
+    /* by, granularity and lag are optional: ds, daily, 1d */
+    p = load_ok("pipeline: x\npartition: {start: 2024-02-29}\nstages: {a: {cmd: echo}}\n");
+    cr_assert_eq(p->partition.enabled, 1);
+    cr_assert_eq(p->partition.start, date_of("2024-02-29"));
+    cr_assert_eq(p->partition.lag_days, 1);
+    nj_pipeline_free(p);
+
+    p = load_ok("pipeline: x\npartition: {start: 2001-01-01, lag: 0d}\nstages: {a: {cmd: echo}}\n");
+    cr_assert_eq(p->partition.lag_days, 0);
+    nj_pipeline_free(p);
+
+    p = load_ok("pipeline: x\nstages: {a: {cmd: echo}}\n");
+    cr_assert_eq(p->partition.enabled, 0, "no partition section");
+    nj_pipeline_free(p);
+}
+
+Test(spec, partition_errors_name_the_key)
+{
+    nj_err err = {0};
+    char *d = load_bad("pipeline: x\n"
+                       "partition: {start: 2001-01-01, granularity: weekly, lag: 1h}\n"
+                       "stages: {a: {cmd: echo}}\n",
+                       &err);
+    cr_assert_str_eq(d, "p.yaml:2:45: partition: unsupported granularity 'weekly': only 'daily' is "
+                        "supported\n"
+                        "p.yaml:2:58: partition: 'lag' must be a whole number of days such as 0d, "
+                        "1d or 2d\n");
+    free(d);
+}
+
+Test(spec, stages_are_partitioned_by_default_when_the_pipeline_is)
+{
+    nj_pipeline *p = load_ok("pipeline: x\n"
+                             "partition: {start: 2001-01-01}\n"
+                             "stages:\n"
+                             "  a: {cmd: echo}\n"
+                             "  b: {cmd: echo, partitioned: false}\n"
+                             "  c: {cmd: echo, partitioned: True}\n");
+    cr_assert_eq(p->stages[0].partitioned, 1, "default with a partition");
+    cr_assert_eq(p->stages[1].partitioned, 0);
+    cr_assert_eq(p->stages[2].partitioned, 1);
+    nj_pipeline_free(p);
+
+    p = load_ok("pipeline: x\n"
+                "stages:\n"
+                "  a: {cmd: echo}\n"
+                "  b: {cmd: echo, partitioned: false}\n");
+    cr_assert_eq(p->stages[0].partitioned, 0, "no partition: nothing is partitioned");
+    cr_assert_eq(p->stages[1].partitioned, 0);
+    nj_pipeline_free(p);
+
+    nj_err err = {0};
+    char *d = load_bad("pipeline: x\nstages: {a: {cmd: echo, partitioned: yes}}\n", &err);
+    cr_assert_str_eq(d, "p.yaml:2:38: stage 'a': 'partitioned' must be true or false\n");
+    free(d);
+}
+
+Test(spec, stage_deps_keep_stage_out_and_window)
+{
+    nj_pipeline *p = load_ok("pipeline: x\n"
+                             "partition: {start: 2001-01-01}\n"
+                             "stages:\n"
+                             "  lookup: {cmd: echo, partitioned: false, outs: {t: lookup.csv}}\n"
+                             "  features: {cmd: echo, outs: {table: 'f/{{ds}}.csv'}}\n"
+                             "  train:\n"
+                             "    cmd: train {{deps.features.table}}\n"
+                             "    deps:\n"
+                             "      - in/static.csv\n"
+                             "      - {stage: features, out: table, window: [-28d, -1d]}\n"
+                             "      - stage: lookup\n"
+                             "        out: t\n"
+                             "  later:\n"
+                             "    cmd: echo\n"
+                             "    deps: [{stage: features, out: table, window: [-3d, +2d]}]\n");
+    nj_stage *train = nj_pipeline_stage(p, "train");
+    cr_assert_eq(train->ndeps, 3);
+    cr_assert_str_eq(train->deps[0].path, "in/static.csv");
+    cr_assert_null(train->deps[0].stage);
+
+    const nj_dep *w = &train->deps[1];
+    cr_assert_null(w->path, "a stage dep has no path");
+    cr_assert_str_eq(w->stage, "features");
+    cr_assert_str_eq(w->out, "table");
+    cr_assert_eq(w->window_from, -28);
+    cr_assert_eq(w->window_to, -1);
+    cr_assert_eq(w->mark.line, 10);
+    cr_assert_eq(w->mark.col, 9);
+
+    const nj_dep *same = &train->deps[2];
+    cr_assert_null(same->path);
+    cr_assert_str_eq(same->stage, "lookup");
+    cr_assert_str_eq(same->out, "t");
+    cr_assert_eq(same->window_from, 0, "no window: the same date");
+    cr_assert_eq(same->window_to, 0);
+
+    cr_assert_eq(train->nuses, 0, "a stage dep and {{deps...}} record no uses");
+    const nj_dep *later = &nj_pipeline_stage(p, "later")->deps[0];
+    cr_assert_eq(later->window_from, -3);
+    cr_assert_eq(later->window_to, 2);
+    nj_pipeline_free(p);
+
+    /* without a partition, a same-date stage dep is fine */
+    p = load_ok("pipeline: x\n"
+                "stages:\n"
+                "  a: {cmd: echo, outs: {o: a.out}}\n"
+                "  b: {cmd: 'cat {{deps.a.o}}', deps: [{stage: a, out: o}]}\n");
+    cr_assert_str_eq(p->stages[1].deps[0].stage, "a");
+    nj_pipeline_free(p);
+}
+
+Test(spec, dep_window_skips_dates_before_the_start)
+{
+    nj_pipeline *p = load_ok("pipeline: x\n"
+                             "partition: {start: 2001-01-01}\n"
+                             "stages:\n"
+                             "  lookup: {cmd: echo, partitioned: false, outs: {t: lookup.csv}}\n"
+                             "  f: {cmd: echo, outs: {t: 'f/{{ds}}.csv', u: 'u/{{ds}}.csv'}}\n"
+                             "  train:\n"
+                             "    cmd: echo\n"
+                             "    deps:\n"
+                             "      - {stage: f, out: t, window: [-28d, -1d]}\n"
+                             "      - {stage: f, out: u}\n"
+                             "      - {stage: lookup, out: t}\n");
+    const nj_stage *train = nj_pipeline_stage(p, "train");
+    const nj_dep *window = &train->deps[0], *same = &train->deps[1], *lookup = &train->deps[2];
+    int32_t first, last;
+
+    /* at the start of the range only the dates that exist */
+    cr_assert_eq(nj_dep_window(p, window, date_of("2001-01-05"), &first, &last), 4);
+    cr_assert_eq(first, date_of("2001-01-01"));
+    cr_assert_eq(last, date_of("2001-01-04"));
+    /* in the middle the full window */
+    cr_assert_eq(nj_dep_window(p, window, date_of("2001-03-01"), &first, &last), 28);
+    cr_assert_eq(first, date_of("2001-02-01"));
+    cr_assert_eq(last, date_of("2001-02-28"));
+    /* on the first date, nothing before it */
+    cr_assert_eq(nj_dep_window(p, window, date_of("2001-01-01"), &first, &last), 0);
+    cr_assert_gt(first, last);
+
+    cr_assert_eq(nj_dep_window(p, same, date_of("2001-01-01"), &first, &last), 1);
+    cr_assert_eq(first, date_of("2001-01-01"));
+    cr_assert_eq(last, first);
+    cr_assert_eq(nj_dep_window(p, same, date_of("2000-12-31"), &first, &last), 0);
+
+    /* an unpartitioned upstream has one instance for every date */
+    cr_assert_eq(nj_dep_window(p, lookup, date_of("1999-05-05"), &first, &last), 1);
+    cr_assert_eq(first, date_of("1999-05-05"));
+    cr_assert_eq(last, first);
+    nj_pipeline_free(p);
+}
+
+Test(spec, snapshot_stage_has_no_cmd_and_its_inputs_are_deps)
+{
+    nj_pipeline *p =
+        load_ok("pipeline: x\n"
+                "partition: {start: 2001-01-01}\n"
+                "params: {region: eu}\n"
+                "stages:\n"
+                "  snap:\n"
+                "    snapshot:\n"
+                "      inputs: ['data/raw/{{ds}}/', './lookup//{{params.region}}.csv']\n"
+                "    outs: {archive: 'snapshots/{{ds}}.tar.zst'}\n"
+                "  gz:\n"
+                "    snapshot: {inputs: [data], format: tar.gz}\n"
+                "    outs: {archive: snapshots/all.tar.gz}\n"
+                "    partitioned: false\n");
+    nj_stage *snap = nj_pipeline_stage(p, "snap");
+    cr_assert_null(snap->cmd, "a snapshot stage has no command");
+    cr_assert_not_null(snap->snapshot);
+    cr_assert_str_eq(snap->snapshot->format, "tar.zst", "the default format");
+    cr_assert_eq(snap->snapshot->inputs.len, 2);
+    cr_assert_str_eq(snap->snapshot->inputs.items[0], "data/raw/{{ds}}", "normalised");
+    cr_assert_str_eq(snap->snapshot->inputs.items[1], "lookup/{{params.region}}.csv");
+    /* the inputs are path deps too, so edges and the cache key see them */
+    cr_assert_eq(snap->ndeps, 2);
+    cr_assert_str_eq(snap->deps[0].path, "data/raw/{{ds}}");
+    cr_assert_null(snap->deps[0].stage);
+    cr_assert_eq(snap->deps[0].mark.line, 7);
+    cr_assert_str_eq(snap->deps[1].path, "lookup/{{params.region}}.csv");
+    cr_assert_eq(snap->nparams, 1, "params in inputs are used like in deps");
+    cr_assert_str_eq(snap->params[0].name, "region");
+    cr_assert_eq(snap->partitioned, 1);
+
+    nj_stage *gz = nj_pipeline_stage(p, "gz");
+    cr_assert_str_eq(gz->snapshot->format, "tar.gz");
+    cr_assert_eq(gz->partitioned, 0);
+    cr_assert_null(nj_pipeline_stage(p, "snap")->workdir);
+    nj_pipeline_free(p);
+
+    nj_err err = {0};
+    char *d = load_bad("pipeline: x\n"
+                       "stages:\n"
+                       "  s:\n"
+                       "    cmd: tar cf x\n"
+                       "    snapshot: {inputs: [a]}\n"
+                       "    outs: {x: x.tar.zst}\n",
+                       &err);
+    cr_assert_str_eq(d, "p.yaml:4:5: stage 's': a snapshot stage has no 'cmd'\n");
+    free(d);
+}
+
+Test(spec, loads_the_daily_example)
+{
+    nj_strs diags = {0};
+    nj_err err = {0};
+    nj_pipeline *p = NULL;
+    const char *path = nj_test_fixture("pipelines/partition/daily.yaml");
+    cr_assert_eq(nj_pipeline_load(path, &p, &diags, &err), 0, "%s: %s", err.msg,
+                 diags.len ? diags.items[0] : "");
+    cr_assert_eq(p->partition.enabled, 1);
+    cr_assert_eq(p->partition.start, date_of("2001-01-01"));
+    cr_assert_eq(nj_pipeline_stage(p, "lookup")->partitioned, 0);
+    cr_assert_eq(nj_pipeline_stage(p, "features")->partitioned, 1);
+    cr_assert_not_null(nj_pipeline_stage(p, "snap")->snapshot);
+    nj_stage *score = nj_pipeline_stage(p, "score");
+    cr_assert_eq(score->ndeps, 2);
+    cr_assert_str_eq(score->deps[0].stage, "train");
+    nj_pipeline_free(p);
+}
+
+/* ---- fixtures ---------------------------------------------------------------- */ /* ----
+                                                                                        fixtures
+                                                                                        ----------------------------------------------------------------
+                                                                                      */
 
 struct fixture {
     char name[128]; /* "cycle" for fixtures/pipelines/<kind>/cycle.yaml */

@@ -122,9 +122,19 @@ Test(template, parses_every_expression_form)
     cr_assert_eq(e.kind, NJ_EXPR_LITERAL);
     cr_assert_eq(e.name_len, 2);
 
+    const char *dp = "deps.fetch.v2.table";
+    cr_assert_eq(nj_template_parse_expr(dp, strlen(dp), &e, NULL), 0);
+    cr_assert_eq(e.kind, NJ_EXPR_DEPS);
+    cr_assert_eq(e.stage_len, 8, "stage names may contain dots");
+    cr_assert_eq(strncmp(e.stage, "fetch.v2", 8), 0);
+    cr_assert_eq(e.name_len, 5);
+    cr_assert_eq(strncmp(e.name, "table", 5), 0);
+
     nj_err err = {0};
-    const char *bad[] = {"foo", "params.",        "params.a b", "outs.a-b",   "ds + 1x", "ds - d",
-                         "dsx", "stages.a.outs.", "stages..x",  "ds - 1d 2d", "'a'b'",   ""};
+    const char *bad[] = {"foo",     "params.",    "params.a b",     "outs.a-b",  "ds + 1x",
+                         "ds - d",  "dsx",        "stages.a.outs.", "stages..x", "ds - 1d 2d",
+                         "'a'b'",   "",           "deps.",          "deps.x",    "deps..t",
+                         "deps.x.", "deps.a.b-c", "deps.a b.c"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(nj_template_parse_expr(bad[i], strlen(bad[i]), &e, &err), NJ_EFORMAT,
                      "'%s' should not parse", bad[i]);
@@ -218,5 +228,121 @@ Test(template, render_errors_name_the_expression)
     ctx.ds = "2024-02-30";
     cr_assert_eq(nj_template_render("{{ds}}", &ctx, &out, &err), NJ_EFORMAT);
     cr_assert_str_eq(err.msg, "invalid date '2024-02-30' (expected YYYY-MM-DD)");
+    nj_pipeline_free(p);
+}
+
+/* features writes one file per date; train reads the 3 days before ds,
+ * report the same date, and lookup is built once for all dates. */
+static const char *daily = "pipeline: daily\n"
+                           "partition: {start: 2001-01-01}\n"
+                           "stages:\n"
+                           "  lookup:\n"
+                           "    cmd: echo\n"
+                           "    partitioned: false\n"
+                           "    outs: {t: ref/lookup table.csv}\n"
+                           "  features:\n"
+                           "    cmd: echo {{outs.table}}\n"
+                           "    outs: {table: 'data/{{ds}}/f.csv', spaced: 'data/{{ds}} x.csv'}\n"
+                           "  train:\n"
+                           "    cmd: train {{deps.features.table}} --ref {{deps.lookup.t}}\n"
+                           "    deps:\n"
+                           "      - {stage: features, out: table, window: [-3d, -1d]}\n"
+                           "      - {stage: features, out: spaced, window: [-1d, 0d]}\n"
+                           "      - {stage: lookup, out: t}\n"
+                           "  report:\n"
+                           "    cmd: report {{ deps.features.table }}\n"
+                           "    deps: [{stage: features, out: table}]\n";
+
+Test(template, deps_render_each_date_of_the_window_in_order)
+{
+    nj_pipeline *p = load_ok(daily);
+    const char *cmd = nj_pipeline_stage(p, "train")->cmd;
+    /* in the middle of the range: the full window, oldest first */
+    ASSERT_RENDERS(p, "train", cmd, "2001-03-01", 1,
+                   "train data/2001-02-26/f.csv data/2001-02-27/f.csv data/2001-02-28/f.csv "
+                   "--ref 'ref/lookup table.csv'");
+    /* at the start of the range: dates before partition.start are skipped */
+    ASSERT_RENDERS(p, "train", cmd, "2001-01-02", 1,
+                   "train data/2001-01-01/f.csv --ref 'ref/lookup table.csv'");
+    ASSERT_RENDERS(p, "train", cmd, "2001-01-01", 1, "train  --ref 'ref/lookup table.csv'");
+    /* each path is its own quoted word */
+    ASSERT_RENDERS(p, "train", "{{deps.features.spaced}}", "2001-01-05", 1,
+                   "'data/2001-01-04 x.csv' 'data/2001-01-05 x.csv'");
+    ASSERT_RENDERS(p, "train", "{{deps.features.spaced}}", "2001-01-05", 0,
+                   "data/2001-01-04 x.csv data/2001-01-05 x.csv");
+    /* the same date */
+    ASSERT_RENDERS(p, "report", nj_pipeline_stage(p, "report")->cmd, "2001-01-09", 1,
+                   "report data/2001-01-09/f.csv");
+
+    char *abs = render(p, "train", "{{deps.features.table}}", "2001-01-03", 1, 1);
+    char *want = nj_xasprintf("%s/data/2001-01-01/f.csv %s/data/2001-01-02/f.csv", p->dir, p->dir);
+    cr_assert_str_eq(abs, want);
+    free(abs);
+    free(want);
+    nj_pipeline_free(p);
+}
+
+Test(template, window_paths_for_the_planner)
+{
+    nj_pipeline *p = load_ok(daily);
+    const nj_stage *train = nj_pipeline_stage(p, "train");
+    nj_strs paths = {0};
+    nj_err err = {0};
+
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[0], "2001-01-03", &paths, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(paths.len, 2, "2001-01-00 does not exist");
+    cr_assert_str_eq(paths.items[0], "data/2001-01-01/f.csv");
+    cr_assert_str_eq(paths.items[1], "data/2001-01-02/f.csv");
+    nj_strs_release(&paths);
+
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[0], "2001-06-10", &paths, &err), 0);
+    cr_assert_eq(paths.len, 3);
+    cr_assert_str_eq(paths.items[0], "data/2001-06-07/f.csv");
+    cr_assert_str_eq(paths.items[2], "data/2001-06-09/f.csv");
+    nj_strs_release(&paths);
+
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[0], "2001-01-01", &paths, &err), 0);
+    cr_assert_eq(paths.len, 0, "nothing before the start");
+
+    /* an unpartitioned upstream: its one path, whatever the date */
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[2], "1990-01-01", &paths, &err), 0);
+    cr_assert_eq(paths.len, 1);
+    cr_assert_str_eq(paths.items[0], "ref/lookup table.csv");
+    nj_strs_release(&paths);
+
+    /* a partitioned upstream needs a date */
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[0], NULL, &paths, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "no logical date to render the dep on stage 'features'");
+    cr_assert_eq(nj_template_window_paths(p, &train->deps[0], "2001-02-30", &paths, &err),
+                 NJ_EFORMAT);
+    cr_assert_eq(paths.len, 0);
+
+    char *one = NULL;
+    cr_assert_eq(nj_template_render_for_date(p, nj_pipeline_stage(p, "features"), "x/{{ds_nodash}}",
+                                             11323, &one, &err),
+                 0);
+    cr_assert_str_eq(one, "x/20010101");
+    free(one);
+    nj_pipeline_free(p);
+}
+
+Test(template, deps_render_errors)
+{
+    nj_pipeline *p = load_ok(daily);
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "report"), "2001-01-05", 1, 0};
+    nj_err err = {0};
+    char *out = (char *)1;
+    cr_assert_eq(nj_template_render("{{deps.lookup.t}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "stage 'report': '{{deps.lookup.t}}' needs a dep {stage: lookup, "
+                              "out: t}");
+    cr_assert_null(out);
+    ctx.ds = NULL;
+    cr_assert_eq(nj_template_render("{{deps.features.table}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "in '{{deps.features.table}}': no logical date to render the dep on "
+                              "stage 'features'");
+    ctx.stage = NULL;
+    cr_assert_eq(nj_template_render("{{deps.features.table}}", &ctx, &out, &err), NJ_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "'{{deps.features.table}}' outside a stage");
     nj_pipeline_free(p);
 }

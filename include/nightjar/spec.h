@@ -49,10 +49,36 @@ typedef struct nj_ref {
     nj_mark mark;
 } nj_ref;
 
+/* A dep is either a path, or another stage's output over a window of dates:
+ *     deps:
+ *       - data/lookup.csv                                  path
+ *       - {stage: features, out: table}                    same date (window 0..0)
+ *       - {stage: features, out: table, window: [-28d, -1d]}  the 28 days before ds
+ * A stage dep has path NULL; the planner turns it into (stage, date) edges
+ * and the instance into one input path per date that exists (dates before
+ * partition.start are skipped). */
 typedef struct nj_dep {
-    char *path; /* normalised; may contain templates such as {{ds}} */
+    char *path; /* normalised; may contain templates such as {{ds}}; NULL for a stage dep */
     nj_mark mark;
+    char *stage; /* stage dep: the upstream stage, else NULL */
+    char *out;   /* stage dep: its output name */
+    int32_t window_from, window_to; /* days relative to ds, from <= to; 0, 0 = same date */
 } nj_dep;
+
+/* The built-in snapshot stage type: instead of `cmd`, nightjar itself writes
+ * one deterministic archive of `inputs` to the stage's only output. */
+typedef struct nj_snapshot_spec {
+    nj_strs inputs; /* path templates (files or directories), normalised */
+    char *format;   /* "tar.zst" (default), "tar.gz" or "tar" */
+} nj_snapshot_spec;
+
+/* `partition:` - the pipeline's stages are indexed by a logical date. */
+typedef struct nj_partition {
+    int enabled;     /* 0: no `partition:` section; `ds` is still --date or today */
+    int32_t start;   /* first date, days since 1970-01-01 */
+    int32_t lag_days; /* default date of a run = today (local) - lag; default 1 */
+    nj_mark mark;
+} nj_partition;
 
 typedef struct nj_out {
     char *name; /* key under `outs:` */
@@ -80,6 +106,9 @@ typedef struct nj_stage {
     nj_param *env; /* extra environment, in file order */
     size_t nenv;
     char *workdir; /* normalised, relative to the pipeline dir; NULL: the pipeline dir */
+    int partitioned; /* 1: one instance per date (default when the pipeline has a
+                        partition); 0: `partitioned: false`, one instance for all dates */
+    nj_snapshot_spec *snapshot; /* the built-in snapshot type, or NULL (then cmd is set) */
     int retries;   /* extra attempts after the first */
     int64_t retry_delay_ms, retry_delay_max_ms;
     int64_t timeout_ms; /* 0: no timeout */
@@ -92,6 +121,7 @@ typedef struct nj_pipeline {
     char *workspace; /* absolute; `workspace:` or <dir>/.nightjar */
     char *cache_dir;  /* absolute `cache.dir`, or NULL: $NIGHTJAR_CACHE, else <workspace>/cache */
     char *cache_link; /* `cache.link`: "auto" (default), "reflink", "hardlink" or "copy" */
+    nj_partition partition;
     nj_param *params;
     size_t nparams;
     nj_stage *stages;
@@ -117,6 +147,17 @@ nj_out *nj_stage_out(const nj_stage *s, const char *name);
 nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name);
 /* Index of stage `s` in p->stages. */
 size_t nj_pipeline_stage_index(const nj_pipeline *p, const nj_stage *s);
+
+/* The upstream dates a stage dep (dep->stage set) reads for the downstream
+ * date `ds` (days since 1970-01-01): ds + window_from .. ds + window_to,
+ * without the dates before partition.start. Returns how many dates (0 when
+ * none exists, then *first > *last) and the range in *first, *last. When the
+ * upstream stage is not partitioned (or the pipeline has no partition) it has
+ * one instance for all dates: returns 1 with *first = *last = ds. Example:
+ * window [-28d, -1d], start 2001-01-01, ds 2001-01-05 -> 4 dates,
+ * 2001-01-01 .. 2001-01-04. Calling it on a path dep is a bug. */
+int32_t nj_dep_window(const nj_pipeline *p, const nj_dep *dep, int32_t ds, int32_t *first,
+                      int32_t *last);
 
 /* Appends "<file>:<line>:<col>: <message>" to diags. */
 void nj_diag_add(nj_strs *diags, const char *file, nj_mark mark, const char *fmt, ...)

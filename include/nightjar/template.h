@@ -5,6 +5,10 @@
  *     params.NAME            a pipeline param (the stage must list NAME in `params:`)
  *     outs.NAME              this stage's output path
  *     stages.STAGE.outs.NAME another stage's output path (implies an edge)
+ *     deps.STAGE.OUT         in `cmd` only: the paths of a stage dep
+ *                            {stage: STAGE, out: OUT[, window: [...]]} the
+ *                            stage declares, one per date of its window that
+ *                            exists, oldest first (see nj_template_window_paths)
  *     ds                     the logical date, YYYY-MM-DD
  *     ds_nodash              the logical date, YYYYMMDD
  *     ds - 1d, ds + 2w       date arithmetic in days or weeks (also ds_nodash)
@@ -15,7 +19,11 @@
  * In a command every substituted value is shell-quoted unless it consists only
  * of characters that need no quoting ([A-Za-z0-9_./:=@%+,-]), so a parameter
  * can never inject shell syntax: a value "x; rm -rf ~" renders as
- * 'x; rm -rf ~'. A list param renders as separately quoted words.
+ * 'x; rm -rf ~'. A list param renders as separately quoted words, and so
+ * does {{deps.S.O}}: with `window: [-2d, -1d]` at ds 2001-01-10,
+ *     cmd: train {{deps.features.table}}
+ * renders as "train data/2001-01-08/f.csv data/2001-01-09/f.csv" (nothing at
+ * all when no date of the window exists).
  */
 #ifndef NJ_TEMPLATE_H
 #define NJ_TEMPLATE_H
@@ -34,12 +42,13 @@ enum {
     NJ_EXPR_PARAM,     /* params.NAME       name                          */
     NJ_EXPR_OUT,       /* outs.NAME         name                          */
     NJ_EXPR_STAGE_OUT, /* stages.S.outs.NAME  stage, name                 */
+    NJ_EXPR_DEPS,      /* deps.S.NAME       stage, name (S may hold dots)  */
 };
 typedef struct nj_expr {
     int kind;            /* NJ_EXPR_* */
     const char *name;    /* param, output or literal text; not NUL-terminated */
     size_t name_len;
-    const char *stage;   /* NJ_EXPR_STAGE_OUT only */
+    const char *stage;   /* NJ_EXPR_STAGE_OUT and NJ_EXPR_DEPS only */
     size_t stage_len;
     int nodash;          /* NJ_EXPR_DS: 1 for ds_nodash (YYYYMMDD) */
     int32_t day_offset;  /* NJ_EXPR_DS: days added, e.g. -14 for "ds - 2w" */
@@ -71,6 +80,26 @@ typedef struct nj_render_ctx {
 /* Renders `tmpl` into a new string (*out, caller frees). Returns 0 or
  * NJ_EFORMAT / NJ_ENOTFOUND with err->msg naming the expression. */
 int nj_template_render(const char *tmpl, const nj_render_ctx *ctx, char **out, nj_err *err);
+
+/* Renders the path template `tmpl` (params and ds only, e.g. an output path
+ * of stage `s`) as stage `s` would for the logical date `date` (days since
+ * 1970-01-01): "data/{{ds}}/f.csv" -> "data/2001-01-09/f.csv". Returns 0 and
+ * a new string in *out (caller frees), or NJ_EFORMAT / NJ_ENOTFOUND with
+ * err->msg naming the expression (then *out is NULL). */
+int nj_template_render_for_date(const nj_pipeline *p, const nj_stage *s, const char *tmpl,
+                                int32_t date, char **out, nj_err *err);
+
+/* The input paths of a stage dep {stage: S, out: O[, window: [from, to]]}
+ * for the downstream date `ds` ("YYYY-MM-DD"): O's path rendered for each
+ * date of nj_dep_window() (ds+from .. ds+to, without dates before
+ * partition.start), oldest first, relative to the pipeline directory, each
+ * appended to *rel_paths (copies; the caller releases the list). When S is
+ * not partitioned the one path is rendered with `ds` as given (which may
+ * then be NULL). Returns 0 (possibly appending nothing), or NJ_ENOTFOUND /
+ * NJ_EFORMAT when S or O does not exist or a path does not render; entries
+ * appended before the error stay in *rel_paths. */
+int nj_template_window_paths(const nj_pipeline *p, const nj_dep *dep, const char *ds,
+                             nj_strs *rel_paths, nj_err *err);
 
 /* Appends `value` to b, single-quoted for /bin/sh when it needs quoting. */
 void nj_shell_quote(nj_buf *b, const char *value);
