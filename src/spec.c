@@ -2,7 +2,8 @@
  *
  * Loading runs in two passes over the libyaml document tree:
  *   1. structure: every section is walked against a static table of allowed
- *      keys (top_keys, defaults_keys, stage_keys); each key's parser checks
+ *      keys (top_keys, defaults_keys, cache_keys, partition_keys, stage_keys,
+ *      and inside a stage stage_dep_keys and snapshot_keys); each key's parser checks
  *      the type of its value and fills the model. Strings that may hold
  *      templates are remembered as "sites" together with their YAML node.
  *   2. references: with every stage, output and param known, each stage's

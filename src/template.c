@@ -4,8 +4,10 @@
  * Loading (spec.c) uses nj_template_scan() and nj_template_parse_expr() to
  * check every expression and to find the params and stages a stage uses;
  * running uses nj_template_render(). Both go through the same parser, so an
- * expression that loads is one that renders. Owns nothing beyond the string
- * it returns.
+ * expression that loads is one that renders. A stage dep's paths over its
+ * window ({{deps.S.O}}, nj_template_window_paths) are the upstream output's
+ * path template rendered once per date. Owns nothing beyond the strings it
+ * returns.
  */
 #include "nightjar/template.h"
 
