@@ -848,7 +848,7 @@ int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input 
     last_key last;
     recorded_out *outs = NULL;
     int rc = NJ_ENOTFOUND;
-    if (load_last_key(c, producer->name, inst->ds, &last)) {
+    if (load_last_key(c, producer->name, in->dep ? in->dep_ds : inst->ds, &last)) {
         int n = parse_outputs(last.outputs, &outs);
         for (int i = 0; i < n; i++) {
             if (strcmp(outs[i].name, producer_out->name) != 0) continue;

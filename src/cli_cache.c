@@ -123,7 +123,8 @@ int cli_why(int argc, char **argv)
             nj_selection probe = {0};
             nj_strs_push(&probe.only, a.positional[i]);
             nj_plan *tmp = NULL;
-            if (nj_plan_build(p, dag, ds, &probe, &tmp, &err) < 0) cli_error("why: %s", err.msg);
+            if (nj_plan_build_date(p, dag, ds, &probe, &tmp, &err) < 0)
+                cli_error("why: %s", err.msg);
             nj_plan_free(tmp);
             nj_strs_release(&probe.only);
             code = NJ_EXIT_USAGE;
@@ -132,7 +133,7 @@ int cli_why(int argc, char **argv)
         nj_strs_push(&only, a.positional[i]);
     }
     nj_selection all = {0};
-    if (nj_plan_build(p, dag, ds, &all, &plan, &err) < 0) {
+    if (nj_plan_build_date(p, dag, ds, &all, &plan, &err) < 0) {
         cli_error("why: %s", err.msg);
         code = cli_exit_for(err.code);
         goto out;

@@ -305,7 +305,7 @@ int cli_run(int argc, char **argv)
     char *ws_lock = NULL, *ws_state = NULL, *ws_logs = NULL, *args = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
-    int rc = nj_plan_build(p, dag, ds, &sel, &plan, &err);
+    int rc = nj_plan_build_date(p, dag, ds, &sel, &plan, &err);
     if (rc < 0) {
         cli_error("run: %s", err.msg);
         code = cli_exit_for(rc);

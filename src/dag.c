@@ -70,8 +70,15 @@ static void add_edges(nj_dag *dag, const nj_pipeline *p)
     for (size_t b = 0; b < n; b++) {
         const nj_stage *sb = &p->stages[b];
         path_edge pe = {dag, b};
-        for (size_t k = 0; k < sb->ndeps; k++)
-            nj_pathset_overlaps(&outs, sb->deps[k].path, add_path_edge, &pe);
+        for (size_t k = 0; k < sb->ndeps; k++) {
+            const nj_dep *dep = &sb->deps[k];
+            if (dep->path) {
+                nj_pathset_overlaps(&outs, dep->path, add_path_edge, &pe);
+            } else if (dep->stage) {
+                size_t a = stage_index(p, dep->stage);
+                if (a < n && a != b) dag->kinds[a * n + b] |= NJ_EDGE_WINDOW;
+            }
+        }
         for (size_t k = 0; k < sb->nuses; k++) {
             size_t a = stage_index(p, sb->uses[k].name);
             if (a < n && a != b) dag->kinds[a * n + b] |= NJ_EDGE_REF;

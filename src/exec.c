@@ -111,7 +111,7 @@ static nj_event node_event(node_run *n, nj_event_kind kind)
     ev.kind = kind;
     ev.node = n->index;
     ev.stage = n->r->plan->nodes[n->index].stage->name;
-    ev.ds = n->r->plan->ds;
+    ev.ds = n->r->plan->nodes[n->index].ds;
     ev.attempt = n->attempt;
     ev.exit_code = -1;
     ev.cmd = n->inst.cmd;
@@ -196,7 +196,7 @@ static int prepare_node(node_run *n, nj_err *err)
 {
     runner *r = n->r;
     const nj_stage *s = r->plan->nodes[n->index].stage;
-    int rc = nj_instance_render(r->pipeline, s, r->plan->ds, &n->inst, err);
+    int rc = nj_instance_render(r->pipeline, s, r->plan->nodes[n->index].ds, &n->inst, err);
     if (rc < 0) return rc;
     n->rendered = 1;
     for (size_t i = 0; i < n->inst.ninputs; i++) {
@@ -262,7 +262,7 @@ static char **build_env(node_run *n)
     own[nown++] = nj_xasprintf("NIGHTJAR_STAGE=%s", s->name);
     own[nown++] = nj_xasprintf("NIGHTJAR_ATTEMPT=%d", n->attempt);
     own[nown++] = nj_xasprintf("NIGHTJAR_PIPELINE=%s", r->pipeline->name);
-    if (r->plan->ds) own[nown++] = nj_xasprintf("NIGHTJAR_DS=%s", r->plan->ds);
+    if (n->inst.ds) own[nown++] = nj_xasprintf("NIGHTJAR_DS=%s", n->inst.ds);
     for (char **e = environ; *e; e++) {
         size_t name_len = strcspn(*e, "=");
         int overridden = nj_str_starts(*e, "NIGHTJAR_RUN_ID=") ||
@@ -519,7 +519,7 @@ static void start_attempt(node_run *n)
     if (n->attempt == 1) n->started_ms = nj_time_now_ms();
     free(n->log_path);
     n->log_path = nj_xasprintf("%s/%s.%d.log", r->run_logs_dir, s->name, n->attempt);
-    if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, r->plan->ds, n->attempt, n->inst.cmd,
+    if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, n->inst.ds, n->attempt, n->inst.cmd,
                                n->log_path, &n->attempt_id, &err) < 0) {
         db_failed(r, &err);
         finish_node(n, NJ_STATUS_INTERRUPTED, err.msg);
@@ -602,7 +602,7 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
         r->failed++;
     nj_err err = {0};
     if (!r->db_failed &&
-        nj_state_stage_end(r->st, r->opts->run_id, pn->stage->name, r->plan->ds, status,
+        nj_state_stage_end(r->st, r->opts->run_id, pn->stage->name, pn->ds, status,
                            n->attempt, n->started_ms, reason, &err) < 0)
         db_failed(r, &err);
     nj_event ev = node_event(n, NJ_EVENT_NODE_END);

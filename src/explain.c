@@ -37,7 +37,7 @@ static int explain_node(const nj_plan *plan, size_t i, nj_cache *cache, nj_expla
     }
     nj_instance inst;
     nj_err local = {0};
-    if (nj_instance_render(plan->pipeline, node->stage, plan->ds, &inst, &local) < 0) {
+    if (nj_instance_render(plan->pipeline, node->stage, node->ds, &inst, &local) < 0) {
         snprintf(e->reason, sizeof(e->reason), "%.700s", local.msg);
         return 0;
     }

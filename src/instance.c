@@ -39,6 +39,12 @@ const nj_stage *nj_instance_producer(const nj_instance *inst, const nj_input *in
                                      const nj_out **out)
 {
     const nj_pipeline *p = inst->pipeline;
+    if (in->dep) {
+        const nj_stage *up = nj_pipeline_stage(p, in->dep->stage);
+        const nj_out *o = up ? nj_stage_out(up, in->dep->out) : NULL;
+        if (out) *out = o;
+        return o ? up : NULL;
+    }
     for (size_t i = 0; i < p->nstages; i++) {
         if (&p->stages[i] == inst->stage) continue;
         for (size_t j = 0; j < p->stages[i].nouts; j++)
@@ -78,6 +84,39 @@ static int add_stage_out_ref(void *ctx, const char *expr, size_t len, size_t off
     return 0;
 }
 
+/* One input per existing date of each stage dep's window, oldest first. */
+static int add_window_inputs(const nj_pipeline *p, const nj_stage *s, const char *ds,
+                             nj_instance *out, nj_err *err)
+{
+    size_t cap = out->ninputs;
+    for (size_t i = 0; i < s->ndeps; i++) {
+        const nj_dep *dep = &s->deps[i];
+        if (dep->path || !dep->stage) continue;
+        int32_t day = 0;
+        if (ds && nj_date_parse(ds, &day, err) < 0) return NJ_EFORMAT;
+        for (int32_t off = dep->window_from; off <= dep->window_to; off++) {
+            char dep_ds[11];
+            nj_date_format(day + off, dep_ds);
+            if (ds && p->partition.enabled && day + off < p->partition.start) continue;
+            /* The same dep narrowed to one date renders that date's path. */
+            nj_dep one = *dep;
+            one.window_from = one.window_to = 0;
+            nj_strs rels = {0};
+            int rc = nj_template_window_paths(p, &one, ds ? dep_ds : NULL, &rels, err);
+            for (size_t k = 0; rc == 0 && k < rels.len; k++) {
+                nj_input in = {.dep = dep, .dep_ds = ds ? nj_xstrdup(dep_ds) : NULL};
+                in.path.rel = nj_xstrdup(rels.items[k]);
+                in.path.abs = nj_path_join(p->dir, in.path.rel);
+                NJ_PUSH(out->inputs, out->ninputs, cap, in);
+            }
+            nj_strs_release(&rels);
+            if (rc < 0) return rc;
+            if (!ds) break;
+        }
+    }
+    return 0;
+}
+
 int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
                        nj_err *err)
 {
@@ -99,7 +138,7 @@ int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, 
     const char **templates = NULL;
     size_t ntemplates = 0, cap = 0;
     for (size_t i = 0; i < s->ndeps; i++)
-        NJ_PUSH(templates, ntemplates, cap, (const char *)s->deps[i].path);
+        if (s->deps[i].path) NJ_PUSH(templates, ntemplates, cap, (const char *)s->deps[i].path);
     inputs_walk w = {p, &templates, &ntemplates, &cap};
     nj_template_scan(s->cmd, add_stage_out_ref, &w, NULL);
     out->inputs = nj_xcalloc(ntemplates, sizeof(*out->inputs));
@@ -113,6 +152,7 @@ int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, 
         out->ninputs++; /* release the partly rendered one too */
         goto fail;
     }
+    if ((rc = add_window_inputs(p, s, ds, out, err)) < 0) goto fail;
 
     out->code = nj_xcalloc(s->ncode, sizeof(*out->code));
     for (; out->ncode < s->ncode; out->ncode++)
@@ -150,6 +190,7 @@ void nj_instance_release(nj_instance *inst)
     for (size_t i = 0; i < inst->ninputs; i++) {
         free(inst->inputs[i].path.rel);
         free(inst->inputs[i].path.abs);
+        free(inst->inputs[i].dep_ds);
     }
     free(inst->inputs);
     release_pairs(inst->code, inst->ncode);

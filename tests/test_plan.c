@@ -31,7 +31,7 @@ static char *plan_names(const char *only, const char *from, const char *until, i
     if (from) nj_strs_push(&sel.from, from);
     if (until) nj_strs_push(&sel.until, until);
     nj_plan *plan = NULL;
-    *rc_out = nj_plan_build(p, dag, "2001-01-01", &sel, &plan, err);
+    *rc_out = nj_plan_build_date(p, dag, "2001-01-01", &sel, &plan, err);
     nj_buf b;
     nj_buf_init(&b);
     for (size_t i = 0; plan && i < plan->n; i++) {

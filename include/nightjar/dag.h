@@ -4,7 +4,9 @@
  *   - a path: an out of a equals a dep of b, or one lies inside the other
  *     (an out directory "data/raw" feeds a dep "data/raw/x.csv");
  *   - a reference {{stages.a.outs.x}} in b's cmd;
- *   - `needs: [a]` in b.
+ *   - `needs: [a]` in b;
+ *   - a stage dep {stage: a, out: x, window: [...]} in b (NJ_EDGE_WINDOW: the
+ *     planner connects dates through the window; the other kinds are same-date).
  * Each edge remembers which of these made it (a bit set), for `nightjar dag`.
  *
  * The graph is validated when built: a cycle is a diagnostic
@@ -26,6 +28,7 @@ enum {
     NJ_EDGE_PATH = 1 << 0,
     NJ_EDGE_REF = 1 << 1,
     NJ_EDGE_NEEDS = 1 << 2,
+    NJ_EDGE_WINDOW = 1 << 3, /* a stage dep {stage, out[, window]}: dates per the window */
 };
 
 /* Returns 0 and a new graph in *out; or NJ_ECYCLE with diagnostics added (and

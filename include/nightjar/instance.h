@@ -6,8 +6,9 @@
  * directory (as written in the file, after templates); absolute ones are
  * ready to open.
  *
- * Inputs are the stage's `deps` followed by every upstream output its
- * command names with {{stages.S.outs.x}}, without duplicates.
+ * Inputs are the stage's path `deps`, one path per existing date of each
+ * stage dep (window), then every upstream output its command names with
+ * {{stages.S.outs.x}}, without duplicates.
  * nj_instance_producer() finds the stage that writes an input, so a missing
  * input can be restored from the producer's cached result.
  */
@@ -26,7 +27,9 @@ typedef struct nj_path_pair {
 
 typedef struct nj_input {
     nj_path_pair path;
-    const char *tmpl; /* the path as written (borrowed from the pipeline) */
+    const char *tmpl;  /* the path as written (borrowed), NULL for a window input */
+    const nj_dep *dep; /* a stage dep: the window this input comes from, else NULL */
+    char *dep_ds;      /* a stage dep: the upstream date this path belongs to */
 } nj_input;
 
 typedef struct nj_instance {
