@@ -307,7 +307,7 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
     nj_strs lines = {0};
     int rc = 0;
     nj_buf_puts(&b, KEY_HEADER "cmd ");
-    put_escaped(&b, inst->cmd);
+    put_escaped(&b, inst->key_cmd);
     nj_buf_putc(&b, '\n');
 
     for (size_t i = 0; i < inst->nenv; i++) {
@@ -377,7 +377,7 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
     /* Not hashed, only kept for `why`: the command as written, so an edited
      * command can be told apart from a changed param it renders. */
     nj_buf_puts(&b, "template ");
-    put_escaped(&b, s->cmd);
+    put_escaped(&b, s->cmd ? s->cmd : inst->key_cmd);
     nj_buf_putc(&b, '\n');
     out->text = nj_buf_detach(&b);
     return 0;

@@ -18,6 +18,7 @@ static const char usage_text[] =
     "\n"
     "verbs:\n"
     "  run        run the pipeline (or part of it) for one date\n"
+    "  backfill   run a range of dates as one graph, resumable\n"
     "  validate   check a pipeline file and report every problem\n"
     "  dag        print the stage graph (text or --dot)\n"
     "  status     each stage's latest outcome\n"
@@ -47,6 +48,7 @@ static const verb verbs[] = {
     {"run", cli_run},         {"validate", cli_validate}, {"dag", cli_dag},
     {"status", cli_status},   {"history", cli_history},   {"logs", cli_logs},
     {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
+    {"backfill", cli_backfill}, {"snapshot", cli_snapshot},
 };
 
 /* libuv's thread pool (hashing, storing outputs) has 4 threads unless told

@@ -79,5 +79,7 @@ int cli_logs(int argc, char **argv);
 int cli_why(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_verify(int argc, char **argv);
+int cli_backfill(int argc, char **argv);
+int cli_snapshot(int argc, char **argv);
 
 #endif

@@ -87,17 +87,66 @@ static void format_time(int64_t ms, char *out, size_t size)
         nj_time_format(ms, out, size);
 }
 
+typedef struct backfill_print {
+    int header_done;
+    size_t counts[4];
+} backfill_print;
+
+static void print_backfill_row(void *ctx, const nj_backfill_row *row)
+{
+    backfill_print *bp = ctx;
+    if (!bp->header_done) {
+        printf("backfill of '%s', %s .. %s: %s\n  %s\n", row->pipeline, row->from_ds, row->to_ds,
+               row->status, row->args);
+        printf("%-10s  %-10s  %s\n", "DATE", "STATUS", "RUN");
+        bp->header_done = 1;
+    }
+    if (!row->ds) return;
+    static const char *const names[] = {"missing", "succeeded", "failed", "skipped"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(row->date_status, names[i]) == 0) bp->counts[i]++;
+    if (row->run_id)
+        printf("%-10s  %-10s  %lld\n", row->ds, row->date_status, (long long)row->run_id);
+    else
+        printf("%-10s  %-10s  -\n", row->ds, row->date_status);
+}
+
+static int show_backfill(const nj_pipeline *p, const char *id_text)
+{
+    char *end;
+    long long id = strtoll(id_text, &end, 10);
+    if (*end || id < 1) {
+        cli_error("status: --backfill takes a backfill id, got '%s'", id_text);
+        return NJ_EXIT_USAGE;
+    }
+    nj_state *st = NULL;
+    int code = cli_open_state_if_any(p, &st);
+    if (code) return code;
+    nj_err err = {0};
+    backfill_print bp = {0};
+    if (!st || nj_state_backfill_show(st, id, print_backfill_row, &bp, &err) < 0) {
+        cli_error("status: %s", st ? err.msg : "no backfill has run yet");
+        code = NJ_EXIT_FAILED;
+    } else {
+        printf("%zu succeeded, %zu failed, %zu missing, %zu skipped\n", bp.counts[1], bp.counts[2],
+               bp.counts[0], bp.counts[3]);
+    }
+    nj_state_close(st);
+    return code;
+}
+
 static const char status_help[] =
-    "usage: nightjar status PIPELINE [--json]\n"
+    "usage: nightjar status PIPELINE [--json] [--backfill ID]\n"
     "\n"
     "Prints each stage's latest outcome: status, the run it belongs to, attempts,\n"
-    "when it ended and why it failed or was not run. Stages that never ran say so.\n";
+    "when it ended and why it failed or was not run. Stages that never ran say so.\n"
+    "With --backfill ID: that backfill's arguments and each date's status.\n";
 
 int cli_status(int argc, char **argv)
 {
-    static const cli_opt opts[] = {{"--json", NULL, 0}};
+    static const cli_opt opts[] = {{"--json", NULL, 0}, {"--backfill", NULL, 1}};
     cli_args a;
-    int code = parse_common("status", status_help, argc, argv, opts, 1, 1, 1, &a);
+    int code = parse_common("status", status_help, argc, argv, opts, 2, 1, 1, &a);
     if (code >= 0) goto out_args;
     nj_pipeline *p;
     nj_dag *dag;
@@ -106,6 +155,10 @@ int cli_status(int argc, char **argv)
     size_t nrecs = 0;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out_args;
+    if (cli_value(&a, 1)) {
+        code = show_backfill(p, cli_value(&a, 1));
+        goto out;
+    }
     code = cli_open_state_if_any(p, &st);
     nj_err err = {0};
     if (code == NJ_EXIT_OK && st && nj_state_latest_stages(st, p->name, &recs, &nrecs, &err) < 0) {

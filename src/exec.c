@@ -59,6 +59,7 @@ typedef struct node_run {
     char *log_path;
     uv_process_t *proc; /* non-NULL while a process runs */
     pid_t pgid;
+    long day_slot; /* index into runner.days, -1 for a node without a date */
     uv_timer_t timer;
     timer_purpose timer_purpose;
     kill_reason killing;
@@ -71,8 +72,16 @@ struct runner {
     nj_state *st;
     const nj_exec_opts *opts;
     node_run *nodes;
-    size_t *ready; /* FIFO of node indexes */
-    size_t ready_head, ready_len, ready_cap;
+    /* Ready nodes: a min-heap of plan indexes, since plan order is priority
+     * (oldest date first, then file order). */
+    size_t *ready;
+    size_t ready_len, ready_cap;
+    /* --max-active-dates: the distinct dates of the plan, sorted, and for
+     * each how many of its nodes are not done yet and whether it started. */
+    int32_t *days;
+    size_t *day_left;
+    unsigned char *day_active;
+    size_t ndays, active_days, dates_done;
     size_t running, done, failed;
     int interrupted; /* a signal arrived */
     int stopping;    /* no new starts: interrupt, fail-fast or database failure */
@@ -87,6 +96,100 @@ struct runner {
 
 static void schedule(runner *r);
 static void start_attempt(node_run *n);
+static void report(runner *r, nj_event *ev);
+
+/* ---- the ready heap and active dates ------------------------------------- */
+
+static void ready_push(runner *r, size_t v)
+{
+    nj_grow(&r->ready, &r->ready_cap, r->ready_len + 1, sizeof(size_t));
+    size_t i = r->ready_len++;
+    r->ready[i] = v;
+    while (i > 0 && r->ready[i] < r->ready[(i - 1) / 2]) {
+        size_t p = (i - 1) / 2, t = r->ready[p];
+        r->ready[p] = r->ready[i];
+        r->ready[i] = t;
+        i = p;
+    }
+}
+
+static size_t ready_pop(runner *r)
+{
+    size_t top = r->ready[0];
+    r->ready[0] = r->ready[--r->ready_len];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, rr = l + 1, m = i;
+        if (l < r->ready_len && r->ready[l] < r->ready[m]) m = l;
+        if (rr < r->ready_len && r->ready[rr] < r->ready[m]) m = rr;
+        if (m == i) break;
+        size_t t = r->ready[m];
+        r->ready[m] = r->ready[i];
+        r->ready[i] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* With --max-active-dates K, a node of a date that has not started yet waits
+ * while K other dates are in flight. */
+static int date_may_start(runner *r, node_run *n)
+{
+    if (n->day_slot < 0) return 1;
+    if (r->day_active[n->day_slot]) return 1;
+    if (r->opts->max_active_dates > 0 && r->active_days >= (size_t)r->opts->max_active_dates)
+        return 0;
+    r->day_active[n->day_slot] = 1;
+    r->active_days++;
+    return 1;
+}
+
+static void date_node_done(runner *r, node_run *n)
+{
+    if (n->day_slot < 0) return;
+    if (--r->day_left[n->day_slot] != 0) return;
+    if (r->day_active[n->day_slot]) {
+        r->day_active[n->day_slot] = 0;
+        r->active_days--;
+    }
+    r->dates_done++;
+    char ds[11];
+    nj_date_format(r->days[n->day_slot], ds);
+    nj_event ev = {0};
+    ev.kind = NJ_EVENT_DATE_END;
+    ev.ds = ds;
+    ev.exit_code = -1;
+    report(r, &ev);
+}
+
+static int cmp_days(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Fills r->days with the plan's distinct dates and each node's slot. */
+static void index_days(runner *r)
+{
+    const nj_plan *plan = r->plan;
+    r->days = nj_xcalloc(plan->n ? plan->n : 1, sizeof(int32_t));
+    for (size_t i = 0; i < plan->n; i++)
+        if (plan->nodes[i].ds) r->days[r->ndays++] = plan->nodes[i].day;
+    if (r->ndays) qsort(r->days, r->ndays, sizeof(int32_t), cmp_days);
+    size_t m = 0;
+    for (size_t i = 0; i < r->ndays; i++)
+        if (i == 0 || r->days[i] != r->days[m - 1]) r->days[m++] = r->days[i];
+    r->ndays = m;
+    r->day_left = nj_xcalloc(m ? m : 1, sizeof(size_t));
+    r->day_active = nj_xcalloc(m ? m : 1, 1);
+    for (size_t i = 0; i < plan->n; i++) {
+        node_run *n = &r->nodes[i];
+        n->day_slot = -1;
+        if (!plan->nodes[i].ds) continue;
+        int32_t *hit = bsearch(&plan->nodes[i].day, r->days, m, sizeof(int32_t), cmp_days);
+        n->day_slot = hit - r->days;
+        r->day_left[n->day_slot]++;
+    }
+}
 static void finish_node(node_run *n, nj_status status, const char *reason);
 
 /* ---- reporting ---------------------------------------------------------- */
@@ -99,6 +202,8 @@ static void report(runner *r, nj_event *ev)
     pr.done = r->done;
     pr.running = r->running;
     pr.failed = r->failed;
+    pr.dates_total = r->ndays;
+    pr.dates_done = r->dates_done;
     pr.elapsed_ms = nj_time_mono_ms() - r->start_mono;
     for (size_t i = 0; i < r->plan->n && pr.nrunning_names < 8; i++)
         if (r->nodes[i].proc) pr.running_names[pr.nrunning_names++] = r->plan->nodes[i].stage->name;
@@ -478,17 +583,8 @@ static void on_timer(uv_timer_t *t)
         signal_group(n, SIGKILL);
         break;
     case TIMER_RETRY:
-        /* Back in the queue, ahead of nodes that never ran: it was started first. */
         n->phase = PHASE_READY;
-        if (n->r->ready_head > 0) {
-            n->r->ready[--n->r->ready_head] = n->index;
-            n->r->ready_len++;
-        } else {
-            nj_grow(&n->r->ready, &n->r->ready_cap, n->r->ready_len + 1, sizeof(size_t));
-            memmove(n->r->ready + 1, n->r->ready, n->r->ready_len * sizeof(size_t));
-            n->r->ready[0] = n->index;
-            n->r->ready_len++;
-        }
+        ready_push(n->r, n->index);
         schedule(n->r);
         break;
     case TIMER_NONE:
@@ -597,6 +693,7 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
     n->phase = PHASE_DONE;
     n->outcome = status;
     r->done++;
+    date_node_done(r, n);
     if (status != NJ_STATUS_SUCCEEDED && status != NJ_STATUS_CACHED &&
         status != NJ_STATUS_UP_TO_DATE)
         r->failed++;
@@ -617,7 +714,7 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
             node_run *d = &r->nodes[pn->downstream[i]];
             if (--d->waiting_on == 0 && d->phase == PHASE_WAITING) {
                 d->phase = PHASE_READY;
-                NJ_PUSH(r->ready, r->ready_len, r->ready_cap, d->index);
+                ready_push(r, d->index);
             }
         }
         return;
@@ -645,9 +742,14 @@ static void schedule(runner *r)
     nj_err err = {0};
     if (r->opts->cache && !r->db_failed && nj_cache_begin(r->opts->cache, &err) < 0)
         db_failed(r, &err);
-    while (!r->stopping && r->running < (size_t)r->opts->jobs && r->ready_head < r->ready_len) {
-        node_run *n = &r->nodes[r->ready[r->ready_head++]];
+    size_t *deferred = NULL, ndeferred = 0, deferred_cap = 0;
+    while (!r->stopping && r->running < (size_t)r->opts->jobs && r->ready_len > 0) {
+        node_run *n = &r->nodes[ready_pop(r)];
         if (n->phase != PHASE_READY) continue;
+        if (!date_may_start(r, n)) {
+            NJ_PUSH(deferred, ndeferred, deferred_cap, n->index);
+            continue;
+        }
         if (n->attempt == 0) {
             if (!n->rendered && prepare_node(n, &err) < 0) {
                 finish_node(n, NJ_STATUS_FAILED, err.msg);
@@ -657,7 +759,23 @@ static void schedule(runner *r)
         }
         start_attempt(n);
     }
-    if (r->ready_head == r->ready_len) r->ready_head = r->ready_len = 0;
+    /* Deadlock guard: a date in flight may need older dates through its
+     * windows, which the limit keeps out. When nothing runs and only such
+     * nodes are left, admit the first of them beyond the limit. */
+    if (ndeferred && r->running == 0 && !r->stopping && r->ready_len == 0) {
+        node_run *n = &r->nodes[deferred[0]];
+        r->day_active[n->day_slot] = 1;
+        r->active_days++;
+        ready_push(r, deferred[0]);
+        for (size_t i = 1; i < ndeferred; i++)
+            ready_push(r, deferred[i]);
+        free(deferred);
+        schedule(r);
+        return;
+    }
+    for (size_t i = 0; i < ndeferred; i++)
+        ready_push(r, deferred[i]);
+    free(deferred);
     if (r->opts->cache && nj_cache_commit(r->opts->cache, &err) < 0) db_failed(r, &err);
 }
 
@@ -708,9 +826,10 @@ int nj_exec_run(const nj_plan *plan, nj_state *st, const nj_exec_opts *opts,
         n->timer.data = n;
         if (n->waiting_on == 0) {
             n->phase = PHASE_READY;
-            NJ_PUSH(r.ready, r.ready_len, r.ready_cap, i);
+            ready_push(&r, i);
         }
     }
+    index_days(&r);
     const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
     for (int i = 0; i < 3; i++) {
         uv_signal_init(&r.loop, &r.signals[i]);
@@ -756,6 +875,9 @@ int nj_exec_run(const nj_plan *plan, nj_state *st, const nj_exec_opts *opts,
         result->status = NJ_STATUS_SUCCEEDED;
     free(r.nodes);
     free(r.ready);
+    free(r.days);
+    free(r.day_left);
+    free(r.day_active);
     free(r.run_logs_dir);
     if (r.db_failed) {
         if (err) *err = r.db_err;

@@ -1,8 +1,10 @@
 /* instance.c - rendering a stage instance's command, paths and env. */
 #include "nightjar/instance.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nightjar/fs.h"
 #include "nightjar/template.h"
@@ -84,6 +86,45 @@ static int add_stage_out_ref(void *ctx, const char *expr, size_t len, size_t off
     return 0;
 }
 
+/* The command of a built-in snapshot stage (see instance.h). */
+static int render_snapshot_cmd(const render_env *re, nj_instance *out, nj_err *err)
+{
+    const nj_stage *s = re->s;
+    if (s->nouts != 1) return nj_err_set(err, NJ_EPIPELINE, "snapshot stage '%s' needs one output", s->name);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0) return nj_err_sys(err, errno, "cannot find the nightjar binary (/proc/self/exe)");
+    self[n] = '\0';
+    nj_buf cmd, key;
+    nj_buf_init(&cmd);
+    nj_buf_init(&key);
+    char *out_path = NULL;
+    int rc = render(re, s->outs[0].path, 0, &out_path, err);
+    nj_shell_quote(&cmd, self);
+    nj_buf_printf(&cmd, " snapshot create --format %s --out ", s->snapshot->format);
+    if (rc == 0) nj_shell_quote(&cmd, out_path);
+    nj_buf_puts(&cmd, " --");
+    nj_buf_printf(&key, "snapshot %s", s->snapshot->format);
+    for (size_t i = 0; i < s->snapshot->inputs.len && rc == 0; i++) {
+        char *in = NULL;
+        if ((rc = render(re, s->snapshot->inputs.items[i], 0, &in, err)) < 0) break;
+        nj_buf_putc(&cmd, ' ');
+        nj_shell_quote(&cmd, in);
+        nj_buf_putc(&key, ' ');
+        nj_shell_quote(&key, in);
+        free(in);
+    }
+    free(out_path);
+    if (rc < 0) {
+        nj_buf_release(&cmd);
+        nj_buf_release(&key);
+        return rc;
+    }
+    out->cmd = nj_buf_detach(&cmd);
+    out->key_cmd = nj_buf_detach(&key);
+    return 0;
+}
+
 /* One input per existing date of each stage dep's window, oldest first. */
 static int add_window_inputs(const nj_pipeline *p, const nj_stage *s, const char *ds,
                              nj_instance *out, nj_err *err)
@@ -125,8 +166,9 @@ int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, 
     out->stage = s;
     out->ds = nj_xstrdup(ds);
     render_env re = {p, s, ds};
-    int rc = render(&re, s->cmd, 1, &out->cmd, err);
+    int rc = s->snapshot ? render_snapshot_cmd(&re, out, err) : render(&re, s->cmd, 1, &out->cmd, err);
     if (rc < 0) goto fail;
+    if (!out->key_cmd) out->key_cmd = nj_xstrdup(out->cmd);
     out->cwd = s->workdir ? nj_path_join(p->dir, s->workdir) : nj_xstrdup(p->dir);
 
     out->outs = nj_xcalloc(s->nouts, sizeof(*out->outs));
@@ -140,7 +182,7 @@ int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, 
     for (size_t i = 0; i < s->ndeps; i++)
         if (s->deps[i].path) NJ_PUSH(templates, ntemplates, cap, (const char *)s->deps[i].path);
     inputs_walk w = {p, &templates, &ntemplates, &cap};
-    nj_template_scan(s->cmd, add_stage_out_ref, &w, NULL);
+    if (s->cmd) nj_template_scan(s->cmd, add_stage_out_ref, &w, NULL);
     out->inputs = nj_xcalloc(ntemplates, sizeof(*out->inputs));
     for (; out->ninputs < ntemplates; out->ninputs++) {
         nj_input *in = &out->inputs[out->ninputs];
@@ -185,6 +227,7 @@ void nj_instance_release(nj_instance *inst)
 {
     free(inst->ds);
     free(inst->cmd);
+    free(inst->key_cmd);
     free(inst->cwd);
     release_pairs(inst->outs, inst->nouts);
     for (size_t i = 0; i < inst->ninputs; i++) {

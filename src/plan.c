@@ -394,6 +394,7 @@ int nj_plan_build(const nj_pipeline *p, const nj_dag *dag, const nj_plan_opts *o
 
     nj_plan *plan = nj_xcalloc(1, sizeof(*plan));
     plan->pipeline = p;
+    plan->nrequested = opts->ndates;
     if (opts->ndates) {
         plan->ds = nj_xmalloc(11);
         nj_date_format(opts->dates[0], plan->ds);

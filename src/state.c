@@ -118,6 +118,27 @@ static const char *const migrations[] = {
     "  run_id INTEGER,"
     "  updated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (pipeline, stage, ds));",
+    /* 2 -> 3: backfills. One row per distinct backfill command (its arguments
+     * make `key`), resumed when the same command runs again; one row per date
+     * with that date's state after the latest run that worked on it. */
+    "CREATE TABLE backfills ("
+    "  id INTEGER PRIMARY KEY,"
+    "  pipeline TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  from_ds TEXT NOT NULL,"
+    "  to_ds TEXT NOT NULL,"
+    "  args TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX backfills_by_key ON backfills(pipeline, key, id);"
+    "CREATE TABLE backfill_dates ("
+    "  backfill_id INTEGER NOT NULL REFERENCES backfills(id),"
+    "  ds TEXT NOT NULL,"
+    "  status TEXT NOT NULL," /* missing, succeeded, failed, skipped */
+    "  run_id INTEGER,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (backfill_id, ds)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -654,6 +675,166 @@ int nj_state_attempts(nj_state *st, const char *pipeline, const char *stage, int
         a.error = column_text(q, 14);
         NJ_PUSH(*out, *n, cap, a);
     }
+    sqlite3_finalize(q);
+    return 0;
+}
+
+/* ---- backfills ------------------------------------------------------------- */
+
+int nj_state_date_status(nj_state *st, const char *pipeline, const char *ds,
+                         const char *const *stages, size_t nstages, nj_date_state *out,
+                         nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT s.status FROM stage_runs s JOIN runs r ON r.id = s.run_id"
+                     " WHERE r.pipeline = ?1 AND s.stage = ?2 AND s.ds = ?3"
+                     " ORDER BY s.run_id DESC LIMIT 1",
+                     &q, err);
+    if (rc < 0) return rc;
+    int ok = 1, failed = 0;
+    for (size_t i = 0; i < nstages; i++) {
+        sqlite3_reset(q);
+        bind_text(q, 1, pipeline);
+        bind_text(q, 2, stages[i]);
+        bind_text(q, 3, ds);
+        if (sqlite3_step(q) != SQLITE_ROW) {
+            ok = 0;
+            continue;
+        }
+        int s = nj_status_parse((const char *)sqlite3_column_text(q, 0));
+        if (s != NJ_STATUS_SUCCEEDED && s != NJ_STATUS_CACHED && s != NJ_STATUS_UP_TO_DATE) ok = 0;
+        if (s == NJ_STATUS_FAILED || s == NJ_STATUS_UPSTREAM_FAILED || s == NJ_STATUS_TIMEOUT)
+            failed = 1;
+    }
+    sqlite3_finalize(q);
+    *out = ok ? NJ_DATE_SUCCEEDED : failed ? NJ_DATE_FAILED : NJ_DATE_MISSING;
+    return 0;
+}
+
+const char *nj_date_state_name(nj_date_state s)
+{
+    static const char *const names[] = {"missing", "succeeded", "failed", "skipped"};
+    return s <= NJ_DATE_SKIPPED ? names[s] : "unknown";
+}
+
+int nj_state_backfill_open(nj_state *st, const char *pipeline, const char *key,
+                           const char *from_ds, const char *to_ds, const char *args,
+                           int64_t *id, int *resumed, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT id FROM backfills WHERE pipeline = ? AND key = ? AND status != "
+                     "'succeeded' ORDER BY id DESC LIMIT 1",
+                     &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, key);
+    *resumed = sqlite3_step(q) == SQLITE_ROW;
+    if (*resumed) *id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    if (*resumed) return 0;
+    rc = prepare(st,
+                 "INSERT INTO backfills (pipeline, key, from_ds, to_ds, args, status, created_ms,"
+                 " updated_ms) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                 &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, key);
+    bind_text(q, 3, from_ds);
+    bind_text(q, 4, to_ds);
+    bind_text(q, 5, args);
+    sqlite3_bind_int64(q, 6, nj_time_now_ms());
+    sqlite3_bind_int64(q, 7, nj_time_now_ms());
+    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, "cannot record backfill");
+    sqlite3_finalize(q);
+    if (rc == 0) *id = sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+int nj_state_backfill_date(nj_state *st, int64_t id, const char *ds, nj_date_state state,
+                           int64_t run_id, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "INSERT INTO backfill_dates (backfill_id, ds, status, run_id, updated_ms)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT(backfill_id, ds) DO UPDATE SET"
+                     " status = excluded.status, run_id = coalesce(excluded.run_id, run_id),"
+                     " updated_ms = excluded.updated_ms",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, id);
+    bind_text(q, 2, ds);
+    bind_text(q, 3, nj_date_state_name(state));
+    if (run_id > 0)
+        sqlite3_bind_int64(q, 4, run_id);
+    else
+        sqlite3_bind_null(q, 4);
+    sqlite3_bind_int64(q, 5, nj_time_now_ms());
+    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, "cannot record backfill date");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+int nj_state_backfill_end(nj_state *st, int64_t id, const char *status, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st, "UPDATE backfills SET status = ?, updated_ms = ? WHERE id = ?", &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, status);
+    sqlite3_bind_int64(q, 2, nj_time_now_ms());
+    sqlite3_bind_int64(q, 3, id);
+    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, "cannot record backfill end");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+int nj_state_backfill_show(nj_state *st, int64_t id, nj_backfill_visit_fn fn, void *ctx,
+                           nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT b.pipeline, b.from_ds, b.to_ds, b.args, b.status, d.ds, d.status,"
+                     " d.run_id FROM backfills b LEFT JOIN backfill_dates d ON d.backfill_id = b.id"
+                     " WHERE b.id = ? ORDER BY d.ds",
+                     &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, id);
+    int rows = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        rows++;
+        nj_backfill_row row = {
+            .pipeline = (const char *)sqlite3_column_text(q, 0),
+            .from_ds = (const char *)sqlite3_column_text(q, 1),
+            .to_ds = (const char *)sqlite3_column_text(q, 2),
+            .args = (const char *)sqlite3_column_text(q, 3),
+            .status = (const char *)sqlite3_column_text(q, 4),
+            .ds = (const char *)sqlite3_column_text(q, 5),
+            .date_status = (const char *)sqlite3_column_text(q, 6),
+            .run_id = sqlite3_column_int64(q, 7),
+        };
+        fn(ctx, &row);
+    }
+    sqlite3_finalize(q);
+    if (!rows) return nj_err_set(err, NJ_ENOTFOUND, "no backfill with id %lld", (long long)id);
+    return 0;
+}
+
+int nj_state_stage_keys(nj_state *st, const char *pipeline, const char *stage,
+                        nj_stage_key_visit_fn fn, void *ctx, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT ds, key, outputs, run_id, updated_ms FROM stage_keys"
+                     " WHERE pipeline = ? AND stage = ? ORDER BY ds",
+                     &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, stage);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1),
+           (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
+           sqlite3_column_int64(q, 4));
     sqlite3_finalize(q);
     return 0;
 }

@@ -40,6 +40,7 @@ typedef enum {
     NJ_EVENT_INTERRUPT,     /* the runner got a signal (signal field) */
     NJ_EVENT_TICK,          /* once a second while anything runs */
     NJ_EVENT_CACHE_PROBLEM, /* a cached result was unusable (reason); the stage will run */
+    NJ_EVENT_DATE_END,      /* every node of date `ds` is done */
 } nj_event_kind;
 
 typedef struct nj_event {
@@ -59,6 +60,7 @@ typedef struct nj_event {
 
 typedef struct nj_progress {
     size_t total, done, running, failed;
+    size_t dates_total, dates_done; /* distinct dates of the plan, and those finished */
     const char *running_names[8]; /* first few running stages */
     size_t nrunning_names;
     int64_t elapsed_ms;
@@ -68,6 +70,7 @@ typedef void (*nj_exec_report_fn)(void *ctx, const nj_event *ev, const nj_progre
 
 typedef struct nj_exec_opts {
     int jobs;              /* >= 1 */
+    int max_active_dates;  /* > 0: at most this many dates in flight at once */
     int fail_fast;         /* stop everything after the first failed node */
     int64_t kill_grace_ms; /* between SIGTERM and SIGKILL */
     const char *logs_dir;  /* absolute; per-run subdirectory is created */

@@ -6,6 +6,11 @@
  * directory (as written in the file, after templates); absolute ones are
  * ready to open.
  *
+ * A snapshot stage (stage->snapshot) runs nightjar itself:
+ *     /path/to/nightjar snapshot create --format tar.zst --out OUT -- INPUT...
+ * in the pipeline directory; its key_cmd is "snapshot tar.zst INPUT..."
+ * so the key does not depend on where the binary lives.
+ *
  * Inputs are the stage's path `deps`, one path per existing date of each
  * stage dep (window), then every upstream output its command names with
  * {{stages.S.outs.x}}, without duplicates.
@@ -37,6 +42,7 @@ typedef struct nj_instance {
     const nj_stage *stage;       /* borrowed */
     char *ds;                    /* NULL when the run has no date */
     char *cmd;                   /* rendered, shell-quoted values */
+    char *key_cmd;               /* what the cache key hashes as the command */
     char *cwd;                   /* absolute */
     nj_path_pair *outs;          /* parallel to stage->outs */
     size_t nouts;

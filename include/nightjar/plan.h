@@ -66,6 +66,7 @@ typedef struct nj_plan {
     nj_plan_node *nodes;         /* in scheduling order (topological) */
     size_t n;
     size_t ndates;               /* distinct dates among the nodes */
+    size_t nrequested;           /* dates asked for (1 for `run`) */
     nj_strs warnings;            /* e.g. windows cut short by partition.start */
 } nj_plan;
 

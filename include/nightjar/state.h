@@ -150,4 +150,41 @@ int nj_state_run_stages(nj_state *st, int64_t run_id, nj_stage_record **out, siz
 int nj_state_attempts(nj_state *st, const char *pipeline, const char *stage, int64_t run_id,
                       nj_attempt_record **out, size_t *n, nj_err *err);
 
+/* ---- backfills ----
+ * A date's state, from the latest outcome of each of `stages` on it:
+ * succeeded (all succeeded, cached or up to date), failed (one failed,
+ * timed out or was upstream_failed), else missing (never run, interrupted,
+ * crashed, or partly run). */
+typedef enum { NJ_DATE_MISSING, NJ_DATE_SUCCEEDED, NJ_DATE_FAILED, NJ_DATE_SKIPPED } nj_date_state;
+const char *nj_date_state_name(nj_date_state s);
+int nj_state_date_status(nj_state *st, const char *pipeline, const char *ds,
+                         const char *const *stages, size_t nstages, nj_date_state *out,
+                         nj_err *err);
+/* Finds the unfinished backfill of `pipeline` with the same `key` (its
+ * arguments) and resumes it (*resumed = 1), or records a new one. */
+int nj_state_backfill_open(nj_state *st, const char *pipeline, const char *key,
+                           const char *from_ds, const char *to_ds, const char *args,
+                           int64_t *id, int *resumed, nj_err *err);
+int nj_state_backfill_date(nj_state *st, int64_t id, const char *ds, nj_date_state state,
+                           int64_t run_id, nj_err *err);
+/* status: running, succeeded, failed, interrupted */
+int nj_state_backfill_end(nj_state *st, int64_t id, const char *status, nj_err *err);
+
+typedef struct nj_backfill_row {
+    const char *pipeline, *from_ds, *to_ds, *args, *status; /* the backfill */
+    const char *ds, *date_status;                          /* one date, or NULL */
+    int64_t run_id;
+} nj_backfill_row;
+typedef void (*nj_backfill_visit_fn)(void *ctx, const nj_backfill_row *row);
+/* Calls fn once per date of backfill `id` (strings borrowed for the call). */
+int nj_state_backfill_show(nj_state *st, int64_t id, nj_backfill_visit_fn fn, void *ctx,
+                           nj_err *err);
+
+/* Calls fn for each recorded last key of `stage` (one per date), oldest
+ * date first: outputs is the cache's "name kind hash size" lines. */
+typedef void (*nj_stage_key_visit_fn)(void *ctx, const char *ds, const char *key,
+                                      const char *outputs, int64_t run_id, int64_t updated_ms);
+int nj_state_stage_keys(nj_state *st, const char *pipeline, const char *stage,
+                        nj_stage_key_visit_fn fn, void *ctx, nj_err *err);
+
 #endif

@@ -1,0 +1,220 @@
+/* cli_snapshot.c - `nightjar snapshot`: create (what snapshot stages run),
+ * list and restore the archives that freeze each date's inputs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_internal.h"
+#include "nightjar/cache.h"
+#include "nightjar/hash.h"
+#include "nightjar/snapshot.h"
+#include "nightjar/store.h"
+#include "nightjar/util.h"
+
+static const char snapshot_help[] =
+    "usage: nightjar snapshot list PIPELINE [--stage S]\n"
+    "       nightjar snapshot restore PIPELINE --date YYYY-MM-DD DIR [--stage S]\n"
+    "       nightjar snapshot create --out ARCHIVE [--format tar.zst|tar.gz|tar] -- INPUT...\n"
+    "\n"
+    "list     the snapshot archives recorded for each date: date, size, sha256\n"
+    "restore  extracts one date's archive into DIR (which must be missing or empty);\n"
+    "         absolute paths, '..' and links leaving DIR are refused, nothing is written\n"
+    "restore and list take the pipeline's only snapshot stage unless --stage names one.\n"
+    "create   writes a deterministic archive of INPUT files and directories (what a\n"
+    "         snapshot stage runs; paths relative to the current directory)\n";
+
+static int snapshot_create(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--out", NULL, 1}, {"--format", NULL, 1}};
+    cli_args a;
+    int code = cli_parse("snapshot create", argc, argv, opts, 2, &a);
+    if (code < 0) {
+        fputs(snapshot_help, stdout);
+        cli_args_release(&a);
+        return NJ_EXIT_OK;
+    }
+    if (code == 0 && (!cli_value(&a, 0) || a.npositional == 0)) {
+        cli_error("snapshot create: expected --out ARCHIVE and at least one INPUT");
+        code = NJ_EXIT_USAGE;
+    }
+    if (code == 0) {
+        nj_err err = {0};
+        nj_snapshot_info info;
+        const char *format = cli_value(&a, 1) ? cli_value(&a, 1) : "tar.zst";
+        if (nj_snapshot_create(a.positional, a.npositional, NULL, format, cli_value(&a, 0),
+                               &info, &err) < 0) {
+            cli_error("%s", err.msg);
+            code = err.code == NJ_EARCHIVE || err.code == -ENOENT ? NJ_EXIT_FAILED : NJ_EXIT_SYSTEM;
+        } else {
+            char hex[NJ_HASH_HEX_SIZE];
+            nj_hash_hex(&info.hash, hex);
+            fprintf(stderr, "snapshot %s: %zu entries, %llu bytes of data, %llu bytes archived,"
+                            " sha256 %s\n",
+                    cli_value(&a, 0), info.entries, (unsigned long long)info.bytes,
+                    (unsigned long long)info.archive_bytes, hex);
+        }
+    }
+    cli_args_release(&a);
+    return code;
+}
+
+/* The snapshot stage `name`, or the pipeline's only one. */
+static const nj_stage *snapshot_stage(const nj_pipeline *p, const char *name)
+{
+    const nj_stage *found = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < p->nstages; i++) {
+        if (!p->stages[i].snapshot) continue;
+        count++;
+        if (!name || strcmp(p->stages[i].name, name) == 0) found = &p->stages[i];
+    }
+    if (name && !found)
+        cli_error("snapshot: '%s' is not a snapshot stage of '%s'", name, p->name);
+    else if (!name && count == 0)
+        cli_error("snapshot: pipeline '%s' has no snapshot stage", p->name);
+    else if (!name && count > 1)
+        cli_error("snapshot: pipeline '%s' has %zu snapshot stages; pick one with --stage",
+                  p->name, count);
+    return name || count == 1 ? found : NULL;
+}
+
+typedef struct snapshot_row {
+    const char *want_ds; /* restore: the date wanted */
+    nj_hash hash;
+    uint64_t size;
+    int found;
+    int listed;
+} snapshot_row;
+
+/* The archive's hash and size from an outputs text ("name kind hash size"). */
+static int parse_archive(const char *outputs, nj_hash *hash, uint64_t *size)
+{
+    char name[128], kind, hex[NJ_HASH_HEX_SIZE];
+    unsigned long long sz;
+    if (!outputs || sscanf(outputs, "%127s %c %64s %llu", name, &kind, hex, &sz) != 4 ||
+        nj_hash_from_hex(hex, hash, NULL) < 0)
+        return -1;
+    *size = sz;
+    return 0;
+}
+
+static void list_row(void *ctx, const char *ds, const char *key, const char *outputs,
+                     int64_t run_id, int64_t updated_ms)
+{
+    (void)key;
+    (void)updated_ms;
+    snapshot_row *row = ctx;
+    nj_hash h;
+    uint64_t size;
+    if (parse_archive(outputs, &h, &size) < 0) return;
+    char hex[NJ_HASH_HEX_SIZE];
+    nj_hash_hex(&h, hex);
+    printf("%-10s  %10llu  run %-6lld  sha256 %s\n", ds, (unsigned long long)size,
+           (long long)run_id, hex);
+    row->listed++;
+}
+
+static void find_row(void *ctx, const char *ds, const char *key, const char *outputs,
+                     int64_t run_id, int64_t updated_ms)
+{
+    (void)key;
+    (void)run_id;
+    (void)updated_ms;
+    snapshot_row *row = ctx;
+    if (strcmp(ds, row->want_ds) == 0 && parse_archive(outputs, &row->hash, &row->size) == 0)
+        row->found = 1;
+}
+
+int cli_snapshot(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(snapshot_help, argc < 1 ? stderr : stdout);
+        return argc < 1 ? NJ_EXIT_USAGE : NJ_EXIT_OK;
+    }
+    const char *sub = argv[0];
+    if (strcmp(sub, "create") == 0) return snapshot_create(argc - 1, argv + 1);
+    int restore = strcmp(sub, "restore") == 0;
+    if (!restore && strcmp(sub, "list") != 0) {
+        cli_error("snapshot: unknown command '%s' (list, restore or create)", sub);
+        return NJ_EXIT_USAGE;
+    }
+    static const cli_opt opts[] = {{"--stage", NULL, 1}, {"--date", NULL, 1}};
+    cli_args a;
+    int code = cli_parse(restore ? "snapshot restore" : "snapshot list", argc - 1, argv + 1, opts,
+                         2, &a);
+    if (code < 0) {
+        fputs(snapshot_help, stdout);
+        cli_args_release(&a);
+        return NJ_EXIT_OK;
+    }
+    if (code) goto out_args;
+    code = NJ_EXIT_USAGE;
+    if (a.npositional != (restore ? 2u : 1u) || (restore && !cli_value(&a, 1))) {
+        cli_error("snapshot: wrong arguments (see 'nightjar snapshot --help')");
+        goto out_args;
+    }
+    int32_t day;
+    nj_err err = {0};
+    if (restore && nj_date_parse(cli_value(&a, 1), &day, &err) < 0) {
+        cli_error("snapshot restore: --date: %s", err.msg);
+        goto out_args;
+    }
+    nj_pipeline *p;
+    nj_dag *dag;
+    nj_state *st = NULL;
+    nj_cache *cache = NULL;
+    code = cli_load(a.positional[0], &p, &dag);
+    if (code) goto out_args;
+    const nj_stage *s = snapshot_stage(p, cli_value(&a, 0));
+    if (!s) {
+        code = NJ_EXIT_USAGE;
+        goto out;
+    }
+    if ((code = cli_open_state_if_any(p, &st)) != NJ_EXIT_OK) goto out;
+    snapshot_row row = {.want_ds = restore ? cli_value(&a, 1) : NULL};
+    if (st && nj_state_stage_keys(st, p->name, s->name, restore ? find_row : list_row, &row,
+                                  &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+        goto out;
+    }
+    if (!restore) {
+        if (!row.listed) fprintf(stderr, "no snapshots of stage '%s' recorded yet\n", s->name);
+        goto out;
+    }
+    if (!row.found) {
+        cli_error("snapshot restore: stage '%s' has no snapshot for %s", s->name,
+                  cli_value(&a, 1));
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    if (nj_cache_open(p, st, &cache, &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_SYSTEM;
+        goto out;
+    }
+    /* Check the archive against its name first: a corrupt object is refused. */
+    if (nj_store_verify(nj_cache_store(cache), &row.hash, &err) < 0) {
+        cli_error("snapshot restore: %s", err.msg);
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    char *object = nj_store_object_path(nj_cache_store(cache), &row.hash);
+    if (nj_snapshot_extract(object, a.positional[1], &err) < 0) {
+        cli_error("%s", err.msg);
+        code = NJ_EXIT_FAILED;
+    } else {
+        fprintf(stderr, "restored the %s snapshot of '%s' into %s\n", cli_value(&a, 1), s->name,
+                a.positional[1]);
+    }
+    free(object);
+out:
+    nj_cache_free(cache);
+    nj_state_close(st);
+    nj_dag_free(dag);
+    nj_pipeline_free(p);
+out_args:
+    cli_args_release(&a);
+    return code;
+}
