@@ -718,6 +718,9 @@ void nj_cache_explain(nj_cache *c, const nj_instance *inst, const nj_key *key, c
 
 /* ---- deciding ------------------------------------------------------------- */
 
+static int note_snapshot(nj_cache *c, const nj_instance *inst, const char *outputs,
+                         int64_t run_id, nj_err *err);
+
 int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int restore,
                     int64_t run_id, nj_decision *out, nj_err *err)
 {
@@ -735,6 +738,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
         if (rc == 0) {
             out->kind = diff[0] ? NJ_DECIDE_CACHED : NJ_DECIDE_UP_TO_DATE;
             snprintf(out->reason, sizeof(out->reason), "%s", diff[0] ? diff : "unchanged");
+            if (restore) rc = note_snapshot(c, inst, last.outputs, run_id, err);
             goto done;
         }
         out->kind = NJ_DECIDE_RUN;
@@ -772,6 +776,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
     if (restore) {
         rc = save_last_key(c, inst, key, entry, run_id, err);
         if (rc == 0) rc = record_use(c, key->hex, run_id, err);
+        if (rc == 0) rc = note_snapshot(c, inst, entry, run_id, err);
     }
     free(entry);
 done:
@@ -812,6 +817,24 @@ int nj_cache_store_outputs(nj_cache *c, const nj_instance *inst, int worker, cha
     return 0;
 }
 
+/* A snapshot stage's archive as used (written, restored or found up to
+ * date) by run `run_id`: recorded in the snapshot history. */
+static int note_snapshot(nj_cache *c, const nj_instance *inst, const char *outputs,
+                         int64_t run_id, nj_err *err)
+{
+    if (!inst->stage->snapshot || run_id <= 0) return 0;
+    recorded_out *outs = NULL;
+    int rc = 0;
+    if (parse_outputs(outputs, &outs) >= 1) {
+        char hex[NJ_HASH_HEX_SIZE];
+        nj_hash_hex(&outs[0].hash, hex);
+        rc = nj_state_snapshot_add(c->st, c->p->name, inst->stage->name, inst->ds, run_id, hex,
+                                   outs[0].size, err);
+    }
+    free(outs);
+    return rc;
+}
+
 int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *key,
                             const char *outputs, int64_t run_id, nj_err *err)
 {
@@ -826,6 +849,7 @@ int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *
     sqlite3_reset(q);
     if (rc == 0) rc = record_use(c, key->hex, run_id, err);
     if (rc == 0) rc = save_last_key(c, inst, key, outputs, run_id, err);
+    if (rc == 0) rc = note_snapshot(c, inst, outputs, run_id, err);
     return rc;
 }
 

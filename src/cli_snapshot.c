@@ -1,12 +1,15 @@
 /* cli_snapshot.c - `nightjar snapshot`: create (what snapshot stages run),
  * list and restore the archives that freeze each date's inputs. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_internal.h"
 #include "nightjar/cache.h"
+#include "nightjar/fs.h"
 #include "nightjar/hash.h"
 #include "nightjar/snapshot.h"
 #include "nightjar/store.h"
@@ -14,12 +17,17 @@
 
 static const char snapshot_help[] =
     "usage: nightjar snapshot list PIPELINE [--stage S]\n"
-    "       nightjar snapshot restore PIPELINE --date YYYY-MM-DD DIR [--stage S]\n"
+    "       nightjar snapshot restore PIPELINE --date YYYY-MM-DD (DIR | --in-place)\n"
+    "                                 [--run ID] [--stage S]\n"
     "       nightjar snapshot create --out ARCHIVE [--format tar.zst|tar.gz|tar] -- INPUT...\n"
     "\n"
-    "list     the snapshot archives recorded for each date: date, size, sha256\n"
-    "restore  extracts one date's archive into DIR (which must be missing or empty);\n"
+    "list     every archive recorded: date, the run that wrote it, size, sha256\n"
+    "restore  extracts one date's archive (the newest, or the one run ID wrote) into DIR\n"
+    "         (which must be missing or empty);\n"
     "         absolute paths, '..' and links leaving DIR are refused, nothing is written\n"
+    "         --in-place puts the files back where they were snapshotted from (relative to\n"
+    "         the pipeline), each replaced atomically: then 'nightjar run --date D --from\n"
+    "         STAGE' rebuilds that date from exactly the frozen inputs\n"
     "restore and list take the pipeline's only snapshot stage unless --stage names one.\n"
     "create   writes a deterministic archive of INPUT files and directories (what a\n"
     "         snapshot stage runs; paths relative to the current directory)\n";
@@ -81,49 +89,65 @@ static const nj_stage *snapshot_stage(const nj_pipeline *p, const char *name)
 
 typedef struct snapshot_row {
     const char *want_ds; /* restore: the date wanted */
+    int64_t want_run;    /* restore: the run that wrote it, 0 for the newest */
     nj_hash hash;
-    uint64_t size;
+    int64_t run_id;
     int found;
     int listed;
 } snapshot_row;
 
-/* The archive's hash and size from an outputs text ("name kind hash size"). */
-static int parse_archive(const char *outputs, nj_hash *hash, uint64_t *size)
+static void list_row(void *ctx, const char *ds, int64_t run_id, const char *hash_hex,
+                     uint64_t size, int64_t created_ms)
 {
-    char name[128], kind, hex[NJ_HASH_HEX_SIZE];
-    unsigned long long sz;
-    if (!outputs || sscanf(outputs, "%127s %c %64s %llu", name, &kind, hex, &sz) != 4 ||
-        nj_hash_from_hex(hex, hash, NULL) < 0)
-        return -1;
-    *size = sz;
-    return 0;
-}
-
-static void list_row(void *ctx, const char *ds, const char *key, const char *outputs,
-                     int64_t run_id, int64_t updated_ms)
-{
-    (void)key;
-    (void)updated_ms;
     snapshot_row *row = ctx;
-    nj_hash h;
-    uint64_t size;
-    if (parse_archive(outputs, &h, &size) < 0) return;
-    char hex[NJ_HASH_HEX_SIZE];
-    nj_hash_hex(&h, hex);
-    printf("%-10s  %10llu  run %-6lld  sha256 %s\n", ds, (unsigned long long)size,
-           (long long)run_id, hex);
+    char when[32];
+    nj_time_format(created_ms, when, sizeof(when));
+    printf("%-10s  run %-6lld  %10llu bytes  %s  sha256 %s\n", ds, (long long)run_id,
+           (unsigned long long)size, when, hash_hex);
     row->listed++;
 }
 
-static void find_row(void *ctx, const char *ds, const char *key, const char *outputs,
-                     int64_t run_id, int64_t updated_ms)
+static void find_row(void *ctx, const char *ds, int64_t run_id, const char *hash_hex,
+                     uint64_t size, int64_t created_ms)
 {
-    (void)key;
-    (void)run_id;
-    (void)updated_ms;
+    (void)size;
+    (void)created_ms;
     snapshot_row *row = ctx;
-    if (strcmp(ds, row->want_ds) == 0 && parse_archive(outputs, &row->hash, &row->size) == 0)
-        row->found = 1;
+    if (strcmp(ds, row->want_ds) != 0) return;
+    if (row->want_run && run_id != row->want_run) return;
+    if (nj_hash_from_hex(hash_hex, &row->hash, NULL) < 0) return;
+    row->run_id = run_id; /* rows come oldest run first: the last match is the newest */
+    row->found = 1;
+}
+
+/* Moves every file and link under tmp/<rel> to <dir>/<rel>, each with one
+ * rename (which replaces the old file atomically), creating directories. */
+static int move_into_place(const char *tmp, const char *rel, const char *dir, size_t *moved,
+                           nj_err *err)
+{
+    char *from = *rel ? nj_path_join(tmp, rel) : nj_xstrdup(tmp);
+    int rc = 0;
+    if (nj_fs_is_dir(from)) {
+        DIR *d = opendir(from);
+        if (!d) rc = nj_err_sys(err, errno, "cannot open '%s'", from);
+        struct dirent *e;
+        while (rc == 0 && d && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char *child = *rel ? nj_xasprintf("%s/%s", rel, e->d_name) : nj_xstrdup(e->d_name);
+            rc = move_into_place(tmp, child, dir, moved, err);
+            free(child);
+        }
+        if (d) closedir(d);
+    } else {
+        char *to = nj_path_join(dir, rel);
+        rc = nj_fs_mkdirs_parent(to, err);
+        if (rc == 0 && rename(from, to) != 0)
+            rc = nj_err_sys(err, errno, "cannot move '%s' into place", to);
+        if (rc == 0) (*moved)++;
+        free(to);
+    }
+    free(from);
+    return rc;
 }
 
 int cli_snapshot(int argc, char **argv)
@@ -139,10 +163,11 @@ int cli_snapshot(int argc, char **argv)
         cli_error("snapshot: unknown command '%s' (list, restore or create)", sub);
         return NJ_EXIT_USAGE;
     }
-    static const cli_opt opts[] = {{"--stage", NULL, 1}, {"--date", NULL, 1}};
+    static const cli_opt opts[] = {
+        {"--stage", NULL, 1}, {"--date", NULL, 1}, {"--in-place", NULL, 0}, {"--run", NULL, 1}};
     cli_args a;
     int code = cli_parse(restore ? "snapshot restore" : "snapshot list", argc - 1, argv + 1, opts,
-                         2, &a);
+                         4, &a);
     if (code < 0) {
         fputs(snapshot_help, stdout);
         cli_args_release(&a);
@@ -150,7 +175,8 @@ int cli_snapshot(int argc, char **argv)
     }
     if (code) goto out_args;
     code = NJ_EXIT_USAGE;
-    if (a.npositional != (restore ? 2u : 1u) || (restore && !cli_value(&a, 1))) {
+    int in_place = cli_flag(&a, 2);
+    if (a.npositional != (restore && !in_place ? 2u : 1u) || (restore && !cli_value(&a, 1))) {
         cli_error("snapshot: wrong arguments (see 'nightjar snapshot --help')");
         goto out_args;
     }
@@ -172,9 +198,10 @@ int cli_snapshot(int argc, char **argv)
         goto out;
     }
     if ((code = cli_open_state_if_any(p, &st)) != NJ_EXIT_OK) goto out;
-    snapshot_row row = {.want_ds = restore ? cli_value(&a, 1) : NULL};
-    if (st && nj_state_stage_keys(st, p->name, s->name, restore ? find_row : list_row, &row,
-                                  &err) < 0) {
+    snapshot_row row = {.want_ds = restore ? cli_value(&a, 1) : NULL,
+                        .want_run = cli_value(&a, 3) ? strtoll(cli_value(&a, 3), NULL, 10) : 0};
+    if (st && nj_state_snapshots(st, p->name, s->name, restore ? find_row : list_row, &row,
+                                 &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
         goto out;
@@ -184,8 +211,12 @@ int cli_snapshot(int argc, char **argv)
         goto out;
     }
     if (!row.found) {
-        cli_error("snapshot restore: stage '%s' has no snapshot for %s", s->name,
-                  cli_value(&a, 1));
+        if (row.want_run)
+            cli_error("snapshot restore: stage '%s' has no snapshot for %s from run %lld",
+                      s->name, cli_value(&a, 1), (long long)row.want_run);
+        else
+            cli_error("snapshot restore: stage '%s' has no snapshot for %s", s->name,
+                      cli_value(&a, 1));
         code = NJ_EXIT_FAILED;
         goto out;
     }
@@ -201,13 +232,23 @@ int cli_snapshot(int argc, char **argv)
         goto out;
     }
     char *object = nj_store_object_path(nj_cache_store(cache), &row.hash);
-    if (nj_snapshot_extract(object, a.positional[1], &err) < 0) {
+    char *dest = in_place ? nj_xasprintf("%s/tmp/snapshot-%ld", p->workspace, (long)getpid())
+                          : nj_xstrdup(a.positional[1]);
+    size_t moved = 0;
+    if (in_place) nj_fs_remove_tree(dest, NULL);
+    if (nj_snapshot_extract(object, dest, &err) < 0 ||
+        (in_place && move_into_place(dest, "", p->dir, &moved, &err) < 0)) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_FAILED;
+    } else if (in_place) {
+        fprintf(stderr, "restored the %s snapshot of '%s' (run %lld) in place: %zu file%s\n",
+                cli_value(&a, 1), s->name, (long long)row.run_id, moved, moved == 1 ? "" : "s");
     } else {
         fprintf(stderr, "restored the %s snapshot of '%s' into %s\n", cli_value(&a, 1), s->name,
                 a.positional[1]);
     }
+    if (in_place) nj_fs_remove_tree(dest, NULL);
+    free(dest);
     free(object);
 out:
     nj_cache_free(cache);

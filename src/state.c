@@ -139,6 +139,17 @@ static const char *const migrations[] = {
     "  run_id INTEGER,"
     "  updated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (backfill_id, ds)) WITHOUT ROWID;",
+    /* 3 -> 4: every archive a snapshot stage wrote, so a past run's exact
+     * inputs stay findable after the date is snapshotted again. */
+    "CREATE TABLE snapshots ("
+    "  pipeline TEXT NOT NULL,"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL,"
+    "  run_id INTEGER NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (pipeline, stage, ds, run_id)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -820,21 +831,43 @@ int nj_state_backfill_show(nj_state *st, int64_t id, nj_backfill_visit_fn fn, vo
     return 0;
 }
 
-int nj_state_stage_keys(nj_state *st, const char *pipeline, const char *stage,
-                        nj_stage_key_visit_fn fn, void *ctx, nj_err *err)
+int nj_state_snapshot_add(nj_state *st, const char *pipeline, const char *stage, const char *ds,
+                          int64_t run_id, const char *hash_hex, uint64_t size, nj_err *err)
 {
     sqlite3_stmt *q;
     int rc = prepare(st,
-                     "SELECT ds, key, outputs, run_id, updated_ms FROM stage_keys"
-                     " WHERE pipeline = ? AND stage = ? ORDER BY ds",
+                     "INSERT OR REPLACE INTO snapshots (pipeline, stage, ds, run_id, hash, size,"
+                     " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     &q, err);
+    if (rc < 0) return rc;
+    bind_text(q, 1, pipeline);
+    bind_text(q, 2, stage);
+    bind_text(q, 3, ds ? ds : "");
+    sqlite3_bind_int64(q, 4, run_id);
+    bind_text(q, 5, hash_hex);
+    sqlite3_bind_int64(q, 6, (sqlite3_int64)size);
+    sqlite3_bind_int64(q, 7, nj_time_now_ms());
+    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(st, err, "cannot record snapshot");
+    sqlite3_finalize(q);
+    return rc;
+}
+
+int nj_state_snapshots(nj_state *st, const char *pipeline, const char *stage,
+                       nj_snapshot_record_fn fn, void *ctx, nj_err *err)
+{
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT ds, run_id, hash, size, created_ms FROM snapshots"
+                     " WHERE pipeline = ? AND stage = ? ORDER BY ds, run_id",
                      &q, err);
     if (rc < 0) return rc;
     bind_text(q, 1, pipeline);
     bind_text(q, 2, stage);
     while (sqlite3_step(q) == SQLITE_ROW)
-        fn(ctx, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1),
-           (const char *)sqlite3_column_text(q, 2), sqlite3_column_int64(q, 3),
+        fn(ctx, (const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1),
+           (const char *)sqlite3_column_text(q, 2), (uint64_t)sqlite3_column_int64(q, 3),
            sqlite3_column_int64(q, 4));
     sqlite3_finalize(q);
     return 0;
 }
+

@@ -180,11 +180,14 @@ typedef void (*nj_backfill_visit_fn)(void *ctx, const nj_backfill_row *row);
 int nj_state_backfill_show(nj_state *st, int64_t id, nj_backfill_visit_fn fn, void *ctx,
                            nj_err *err);
 
-/* Calls fn for each recorded last key of `stage` (one per date), oldest
- * date first: outputs is the cache's "name kind hash size" lines. */
-typedef void (*nj_stage_key_visit_fn)(void *ctx, const char *ds, const char *key,
-                                      const char *outputs, int64_t run_id, int64_t updated_ms);
-int nj_state_stage_keys(nj_state *st, const char *pipeline, const char *stage,
-                        nj_stage_key_visit_fn fn, void *ctx, nj_err *err);
+
+/* Snapshot history: every archive a snapshot stage wrote, per date and run. */
+int nj_state_snapshot_add(nj_state *st, const char *pipeline, const char *stage, const char *ds,
+                          int64_t run_id, const char *hash_hex, uint64_t size, nj_err *err);
+typedef void (*nj_snapshot_record_fn)(void *ctx, const char *ds, int64_t run_id,
+                                     const char *hash_hex, uint64_t size, int64_t created_ms);
+/* Calls fn for each recorded archive of `stage`, by date then run. */
+int nj_state_snapshots(nj_state *st, const char *pipeline, const char *stage,
+                       nj_snapshot_record_fn fn, void *ctx, nj_err *err);
 
 #endif
