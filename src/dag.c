@@ -241,6 +241,30 @@ static size_t report_cycles(const nj_dag *dag, const nj_pipeline *p, const unsig
     return reported;
 }
 
+/* An unpartitioned stage has one result for all dates, so it cannot read a
+ * partitioned stage's output through a path either (the spec already
+ * refuses stage deps, needs and references). Returns the problems found. */
+static size_t check_partitions(const nj_dag *dag, const nj_pipeline *p, nj_strs *diags,
+                               nj_err *err)
+{
+    size_t n = dag->n, problems = 0;
+    if (!p->partition.enabled) return 0;
+    for (size_t b = 0; b < n; b++) {
+        if (p->stages[b].partitioned) continue;
+        for (size_t a = 0; a < n; a++) {
+            if (!(dag->kinds[a * n + b] & NJ_EDGE_PATH) || !p->stages[a].partitioned) continue;
+            nj_diag_add(diags, p->file, p->stages[b].mark,
+                        "stage '%s' (partitioned: false) cannot read partitioned stage '%s'",
+                        p->stages[b].name, p->stages[a].name);
+            if (!problems++)
+                nj_err_set(err, NJ_EPIPELINE,
+                           "stage '%s' (partitioned: false) cannot read partitioned stage '%s'",
+                           p->stages[b].name, p->stages[a].name);
+        }
+    }
+    return problems;
+}
+
 int nj_dag_build(const nj_pipeline *p, nj_dag **out, nj_strs *diags, nj_err *err)
 {
     *out = NULL;
@@ -265,6 +289,10 @@ int nj_dag_build(const nj_pipeline *p, nj_dag **out, nj_strs *diags, nj_err *err
         return NJ_ECYCLE;
     }
     free(done);
+    if (check_partitions(dag, p, diags, err) > 0) {
+        nj_dag_free(dag);
+        return NJ_EPIPELINE;
+    }
     *out = dag;
     return 0;
 }

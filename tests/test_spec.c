@@ -540,7 +540,7 @@ Test(spec, loads_the_daily_example)
     nj_strs diags = {0};
     nj_err err = {0};
     nj_pipeline *p = NULL;
-    const char *path = nj_test_fixture("pipelines/partition/daily.yaml");
+    const char *path = nj_test_fixture("pipelines/good/partitioned.yaml");
     cr_assert_eq(nj_pipeline_load(path, &p, &diags, &err), 0, "%s: %s", err.msg,
                  diags.len ? diags.items[0] : "");
     cr_assert_eq(p->partition.enabled, 1);

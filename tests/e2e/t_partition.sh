@@ -33,4 +33,21 @@ mkdir fresh && cp daily.yaml fresh/ && cp -r landing fresh/
 assert_contains fresh/err.txt "--no-upstream: windows are incomplete, these outputs are missing: "
 assert_contains fresh/err.txt "features@2001-01-07"
 ok "--no-upstream refuses an incomplete window and names the missing dates"
+
+cat > bad.yaml <<'YAML'
+pipeline: bad
+partition: {start: 2001-01-01}
+stages:
+  daily:
+    cmd: echo x > {{outs.o}}
+    outs: {o: "out/{{ds}}/x.txt"}
+  summary:
+    partitioned: false
+    cmd: cat out/*/x.txt > {{outs.o}}
+    deps: [out]
+    outs: {o: summary.txt}
+YAML
+expect_exit 3 "$NJ" validate bad.yaml
+assert_contains err.txt "bad.yaml:7:3: stage 'summary' (partitioned: false) cannot read partitioned stage 'daily'"
+ok "an unpartitioned stage cannot read a partitioned one through a path"
 finish
