@@ -47,9 +47,15 @@ static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_str
         code = NJ_EXIT_SYSTEM;
     }
     for (size_t i = 0; i < plan->n && code == NJ_EXIT_OK; i++) {
-        const char *name = plan->nodes[i].stage->name;
+        const nj_plan_node *node = &plan->nodes[i];
+        const char *name = node->stage->name;
         if (only && only->len && !nj_strs_contains(only, name)) continue;
-        printf("%-10s %-24s %s\n", nj_decide_name(ex[i].kind), name, ex[i].reason);
+        char label[256];
+        if (node->ds && plan->ds && strcmp(node->ds, plan->ds) != 0)
+            snprintf(label, sizeof(label), "%s@%s", name, node->ds);
+        else
+            snprintf(label, sizeof(label), "%s", name);
+        printf("%-10s %-24s %s\n", nj_decide_name(ex[i].kind), label, ex[i].reason);
     }
     free(ex);
     return code;
@@ -64,6 +70,7 @@ int cli_print_explanations(const nj_pipeline *p, const nj_plan *plan, int use_ca
         if (!use_cache) {
             for (size_t i = 0; i < plan->n; i++)
                 printf("%-10s %-24s %s\n", "run", plan->nodes[i].stage->name, "cache disabled");
+            /* (every node would run: dates do not change the answer) */
         } else {
             code = print_explanations(plan, cache, NULL);
         }

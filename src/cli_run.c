@@ -28,6 +28,7 @@ static const char run_help[] =
     "\n"
     "options:\n"
     "  --date YYYY-MM-DD   the logical date {{ds}} (default: today minus partition.lag)\n"
+    "  --param NAME=VALUE  override a pipeline param for this run (repeatable)\n"
     "  --no-upstream       do not compute window dates before --date; require their outputs\n"
     "  -j, --jobs N        run at most N stages at once (default: number of CPUs)\n"
     "  --only STAGE        run just this stage (repeatable); its inputs must exist\n"
@@ -47,7 +48,7 @@ static const char run_help[] =
 
 enum {
     OPT_DATE, OPT_JOBS, OPT_ONLY, OPT_FROM, OPT_UNTIL, OPT_DRY, OPT_FAILFAST, OPT_WAIT, OPT_GRACE,
-    OPT_FORCE, OPT_FORCE_DOWN, OPT_NO_CACHE, OPT_EXPLAIN, OPT_NO_UPSTREAM
+    OPT_FORCE, OPT_FORCE_DOWN, OPT_NO_CACHE, OPT_EXPLAIN, OPT_NO_UPSTREAM, OPT_PARAM
 };
 static const cli_opt run_opts[] = {
     [OPT_DATE] = {"--date", NULL, 1},      [OPT_JOBS] = {"--jobs", "-j", 1},
@@ -57,6 +58,7 @@ static const cli_opt run_opts[] = {
     [OPT_GRACE] = {"--grace", NULL, 1},     [OPT_FORCE] = {"--force", NULL, 1},
     [OPT_FORCE_DOWN] = {"--force-downstream", NULL, 1}, [OPT_NO_CACHE] = {"--no-cache", NULL, 0},
     [OPT_EXPLAIN] = {"--explain", NULL, 0}, [OPT_NO_UPSTREAM] = {"--no-upstream", NULL, 0},
+    [OPT_PARAM] = {"--param", NULL, 1},
 };
 
 typedef struct reporter {
@@ -428,6 +430,20 @@ static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws
     return code;
 }
 
+/* Applies every --param NAME=VALUE (option `opt`). Returns an exit code. */
+static int apply_params(nj_pipeline *p, const cli_args *a, int opt)
+{
+    nj_err err = {0};
+    for (size_t i = 0; i < a->nvalues; i++) {
+        if (a->which[i] != opt) continue;
+        if (nj_pipeline_set_param(p, a->values[i], &err) < 0) {
+            cli_error("%s: %s", a->verb, err.msg);
+            return NJ_EXIT_USAGE;
+        }
+    }
+    return NJ_EXIT_OK;
+}
+
 /* The run's default date: today, minus the partition's lag. */
 static int32_t default_day(const nj_pipeline *p)
 {
@@ -469,6 +485,7 @@ int cli_run(int argc, char **argv)
     char *args = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
+    if ((code = apply_params(p, &a, OPT_PARAM))) goto out;
     if (!date) days = default_day(p);
     nj_plan_opts po = {.dates = &days, .ndates = 1, .no_upstream = cli_flag(&a, OPT_NO_UPSTREAM)};
     int rc = nj_plan_build(p, dag, &po, &f.sel, &plan, &err);
@@ -523,6 +540,7 @@ static const char backfill_help[] =
     "  --backwards               newest dates first\n"
     "  --only STAGE, --until STAGE, --from-stage STAGE   select stages as for run\n"
     "  --no-upstream             never compute window dates outside the range\n"
+    "  --param NAME=VALUE        override a pipeline param (repeatable; part of the identity)\n"
     "  --dry-run                 list the dates and how many stages would run\n"
     "  --fail-fast, --wait-lock SECONDS, --grace DURATION   as for run\n"
     "\n"
@@ -530,7 +548,7 @@ static const char backfill_help[] =
 
 enum {
     BF_FROM, BF_TO, BF_JOBS, BF_MAX_ACTIVE, BF_REPROCESS, BF_BACKWARDS, BF_ONLY, BF_UNTIL,
-    BF_FROM_STAGE, BF_DRY, BF_FAILFAST, BF_WAIT, BF_GRACE, BF_NO_UPSTREAM
+    BF_FROM_STAGE, BF_DRY, BF_FAILFAST, BF_WAIT, BF_GRACE, BF_NO_UPSTREAM, BF_PARAM
 };
 static const cli_opt backfill_opts[] = {
     [BF_FROM] = {"--from", NULL, 1},           [BF_TO] = {"--to", NULL, 1},
@@ -540,6 +558,7 @@ static const cli_opt backfill_opts[] = {
     [BF_FROM_STAGE] = {"--from-stage", NULL, 1}, [BF_DRY] = {"--dry-run", NULL, 0},
     [BF_FAILFAST] = {"--fail-fast", NULL, 0},  [BF_WAIT] = {"--wait-lock", NULL, 1},
     [BF_GRACE] = {"--grace", NULL, 1},         [BF_NO_UPSTREAM] = {"--no-upstream", NULL, 0},
+    [BF_PARAM] = {"--param", NULL, 1},
 };
 
 /* The names of the partitioned stages a selection covers: a date is done
@@ -618,6 +637,7 @@ int cli_backfill(int argc, char **argv)
     const char **stage_names = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
+    if ((code = apply_params(p, &a, BF_PARAM))) goto out;
     code = NJ_EXIT_USAGE;
     if (!p->partition.enabled) {
         cli_error("backfill: pipeline '%s' has no 'partition:' section", p->name);
@@ -649,7 +669,8 @@ int cli_backfill(int argc, char **argv)
     nj_buf_printf(&key, "%s..%s reprocess=%s%s", cli_value(&a, BF_FROM), cli_value(&a, BF_TO),
                   policy, cli_flag(&a, BF_BACKWARDS) ? " backwards" : "");
     for (size_t i = 0; i < a.nvalues; i++)
-        if (a.which[i] == BF_ONLY || a.which[i] == BF_UNTIL || a.which[i] == BF_FROM_STAGE)
+        if (a.which[i] == BF_ONLY || a.which[i] == BF_UNTIL || a.which[i] == BF_FROM_STAGE ||
+            a.which[i] == BF_PARAM)
             nj_buf_printf(&key, " %s=%s", backfill_opts[a.which[i]].name, a.values[i]);
     char from_ds[11], to_ds[11];
     nj_date_format(from, from_ds);

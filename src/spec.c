@@ -1729,6 +1729,30 @@ nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name)
     return find_param_n(p, name, strlen(name));
 }
 
+int nj_pipeline_set_param(nj_pipeline *p, const char *assignment, nj_err *err)
+{
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return nj_err_set(err, NJ_EUSAGE, "--param takes NAME=VALUE, got '%s'", assignment);
+    char *name = nj_xstrndup(assignment, (size_t)(eq - assignment));
+    nj_param *prm = nj_pipeline_param(p, name);
+    int rc = 0;
+    if (!prm) {
+        const char **names = param_names(p);
+        rc = nj_err_set(err, NJ_EUSAGE, "--param: pipeline '%s' has no param '%s'%s", p->name,
+                        name, did_you_mean(name, names, p->nparams));
+        free(names);
+    } else {
+        /* An override is one scalar: a list param becomes a one-item list. */
+        free(prm->value);
+        prm->value = nj_xstrdup(eq + 1);
+        nj_strs_release(&prm->items);
+        if (prm->is_list) nj_strs_push(&prm->items, eq + 1);
+    }
+    free(name);
+    return rc;
+}
+
 int32_t nj_dep_window(const nj_pipeline *p, const nj_dep *dep, int32_t ds, int32_t *first,
                       int32_t *last)
 {

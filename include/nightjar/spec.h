@@ -145,6 +145,11 @@ void nj_pipeline_free(nj_pipeline *p); /* NULL is fine */
 nj_stage *nj_pipeline_stage(const nj_pipeline *p, const char *name);
 nj_out *nj_stage_out(const nj_stage *s, const char *name);
 nj_param *nj_pipeline_param(const nj_pipeline *p, const char *name);
+/* Overrides a param from the command line ("l2=0.5"). Returns 0, or
+ * NJ_EUSAGE for a malformed assignment or an unknown param (with a
+ * suggestion). Call before rendering anything. */
+int nj_pipeline_set_param(nj_pipeline *p, const char *assignment, nj_err *err);
+
 /* Index of stage `s` in p->stages. */
 size_t nj_pipeline_stage_index(const nj_pipeline *p, const nj_stage *s);
 
