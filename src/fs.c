@@ -32,6 +32,23 @@ int nj_fs_open_temp(const char *path, mode_t mode, char **tmp_path, nj_err *err)
     return nj_err_set(err, -EEXIST, "cannot create temporary file for '%s'", path);
 }
 
+int nj_fs_make_temp_dir(const char *dest, mode_t mode, char **out, nj_err *err)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        char *tmp = nj_xasprintf("%s.tmp.%ld.%u", dest, (long)getpid(),
+                                 atomic_fetch_add(&temp_counter, 1));
+        if (mkdir(tmp, mode) == 0) {
+            *out = tmp;
+            return 0;
+        }
+        int e = errno;
+        free(tmp);
+        if (e != EEXIST)
+            return nj_err_sys(err, e, "cannot create temporary directory for '%s'", dest);
+    }
+    return nj_err_set(err, -EEXIST, "cannot create temporary directory for '%s'", dest);
+}
+
 int nj_fs_fsync_parent(const char *path, nj_err *err)
 {
     char *dir = nj_path_dirname(path);
@@ -59,7 +76,7 @@ int nj_fs_commit_temp(int fd, const char *tmp, const char *path, nj_err *err)
     return nj_fs_fsync_parent(path, err);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int nj_fs_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
@@ -80,7 +97,7 @@ int nj_fs_write_atomic(const char *path, const void *buf, size_t len, nj_err *er
     int fd = nj_fs_open_temp(path, 0666, &tmp, err);
     if (fd < 0) return fd;
     int rc;
-    if (write_all(fd, buf, len) != 0) {
+    if (nj_fs_write_all(fd, buf, len) != 0) {
         rc = nj_err_sys(err, errno, "cannot write '%s'", tmp);
         close(fd);
         unlink(tmp);

@@ -36,7 +36,6 @@
 #define DIR_MODE 0755
 #define LINK_MODE 0777
 
-static atomic_uint temp_counter;
 
 /* ---- the tree model ------------------------------------------------------ */
 
@@ -863,22 +862,6 @@ static int check_dest(const char *archive, const char *dest, nj_err *err)
     return 0;
 }
 
-static int make_temp_dir(const char *dest, char **out, nj_err *err)
-{
-    for (int tries = 0; tries < 100; tries++) {
-        char *tmp =
-            nj_xasprintf("%s.tmp.%ld.%u", dest, (long)getpid(), atomic_fetch_add(&temp_counter, 1));
-        if (mkdir(tmp, 0700) == 0) {
-            *out = tmp;
-            return 0;
-        }
-        int e = errno;
-        free(tmp);
-        if (e != EEXIST)
-            return nj_err_sys(err, e, "cannot create temporary directory for '%s'", dest);
-    }
-    return nj_err_set(err, -EEXIST, "cannot create temporary directory for '%s'", dest);
-}
 
 static int disk_error(nj_err *err, struct archive *disk, const char *archive, const char *path)
 {
@@ -1014,7 +997,7 @@ int nj_snapshot_extract(const char *archive, const char *dest_dir, nj_err *err)
     if (rc < 0) goto fail;
     if ((rc = check_dest(archive, dest, err)) < 0) goto fail;
     if ((rc = nj_fs_mkdirs_parent(dest, err)) < 0) goto fail;
-    if ((rc = make_temp_dir(dest, &tmp, err)) < 0) goto fail;
+    if ((rc = nj_fs_make_temp_dir(dest, 0700, &tmp, err)) < 0) goto fail;
     /* Symlink-free, for ARCHIVE_EXTRACT_SECURE_SYMLINKS checks every component. */
     root = realpath(tmp, NULL);
     if (!root) {

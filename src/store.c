@@ -49,21 +49,6 @@ static char *temp_name(const char *path)
     return nj_xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&name_counter, 1));
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Copies `in` (from its offset) to `out`, hashing on the way: one pass. */
 static int copy_hashing(int in, const char *in_name, int out, const char *out_name, nj_hash *hash,
                         uint64_t *size, nj_err *err)
@@ -82,7 +67,7 @@ static int copy_hashing(int in, const char *in_name, int out, const char *out_na
         }
         if (n == 0) break;
         nj_hasher_update(h, buf, (size_t)n);
-        if (write_all(out, buf, (size_t)n) != 0) {
+        if (nj_fs_write_all(out, buf, (size_t)n) != 0) {
             rc = nj_err_sys(err, errno, "cannot write '%s'", out_name);
             break;
         }
@@ -462,7 +447,7 @@ int nj_store_put_buffer(nj_store *store, const void *data, size_t len, nj_hash *
     char *tmp = NULL;
     int fd = open_store_temp(store, &tmp, err);
     if (fd < 0) return fd;
-    if (write_all(fd, data, len) != 0) {
+    if (nj_fs_write_all(fd, data, len) != 0) {
         int rc = nj_err_sys(err, errno, "cannot write '%s'", tmp);
         close(fd);
         unlink(tmp);
@@ -778,22 +763,6 @@ int nj_store_restore(nj_store *store, const nj_hash *hash, const char *dest, nj_
     return rc;
 }
 
-/* A fresh empty directory "<dest>.tmp.<pid>.<n>"; caller frees the name. */
-static int make_temp_dir(const char *dest, char **out, nj_err *err)
-{
-    for (int tries = 0; tries < 100; tries++) {
-        char *tmp = temp_name(dest);
-        if (mkdir(tmp, 0777) == 0) {
-            *out = tmp;
-            return 0;
-        }
-        int e = errno;
-        free(tmp);
-        if (e != EEXIST)
-            return nj_err_sys(err, e, "cannot create temporary directory for '%s'", dest);
-    }
-    return nj_err_set(err, -EEXIST, "cannot create temporary directory for '%s'", dest);
-}
 
 /* Creates one manifest entry at `full` inside the tree being built. */
 static int restore_entry(nj_store *s, const nj_manifest_entry *e, const char *full,
@@ -867,7 +836,7 @@ int nj_store_restore_tree(nj_store *store, const nj_hash *tree, const char *dest
         rc = NJ_ECORRUPT;
     }
     if (rc == 0) rc = nj_fs_mkdirs_parent(dest, err);
-    if (rc == 0) rc = make_temp_dir(dest, &tmp, err);
+    if (rc == 0) rc = nj_fs_make_temp_dir(dest, 0777, &tmp, err);
     if (rc < 0) goto fail;
 
     struct link_memo memo = {0};

@@ -25,6 +25,14 @@ int nj_fs_open_temp(const char *path, mode_t mode, char **tmp_path, nj_err *err)
  * in all cases and unlinks tmp on failure. */
 int nj_fs_commit_temp(int fd, const char *tmp, const char *path, nj_err *err);
 
+/* write(2) until all `len` bytes are written, retrying on EINTR. Returns 0,
+ * or -1 with errno set. */
+int nj_fs_write_all(int fd, const void *buf, size_t len);
+
+/* Creates a fresh empty directory "<dest>.tmp.<pid>.<n>" with `mode`; writes
+ * its name (caller frees) to *out. */
+int nj_fs_make_temp_dir(const char *dest, mode_t mode, char **out, nj_err *err);
+
 /* fsyncs the directory that contains `path`. */
 int nj_fs_fsync_parent(const char *path, nj_err *err);
 
