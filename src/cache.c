@@ -244,10 +244,10 @@ sqlite3 *nj_cache_index(nj_cache *c)
 int nj_cache_begin(nj_cache *c, nj_err *err)
 {
     if (c->in_tx) return 0;
-    if (sqlite3_exec(c->sdb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        return sdb_error(c, err, "cannot begin a state transaction");
+    int rc = nj_state_begin(c->st, err);
+    if (rc < 0) return rc;
     if (sqlite3_exec(c->idb, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_exec(c->sdb, "ROLLBACK", NULL, NULL, NULL);
+        nj_state_commit(c->st, NULL);
         return idb_error(c, err, "cannot begin a transaction");
     }
     c->in_tx = 1;
@@ -258,9 +258,7 @@ int nj_cache_commit(nj_cache *c, nj_err *err)
 {
     if (!c->in_tx) return 0;
     c->in_tx = 0;
-    int rc = 0;
-    if (sqlite3_exec(c->sdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = sdb_error(c, err, "cannot commit the state database");
+    int rc = nj_state_commit(c->st, err);
     if (sqlite3_exec(c->idb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
         rc = idb_error(c, err, "cannot commit");
     return rc;

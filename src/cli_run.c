@@ -115,7 +115,12 @@ static void print_log_tail(const char *path, int lines)
 {
     char *data = NULL;
     size_t len = 0;
-    if (!path || nj_fs_read_file(path, &data, &len, NULL) < 0) return;
+    if (!path) return;
+    if (!nj_fs_exists(path)) { /* created on the first byte: the stage printed nothing */
+        fprintf(stderr, "  (the stage printed nothing)\n");
+        return;
+    }
+    if (nj_fs_read_file(path, &data, &len, NULL) < 0) return;
     size_t start = len;
     int seen = 0;
     if (start > 0 && data[start - 1] == '\n') start--;

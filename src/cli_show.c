@@ -395,15 +395,18 @@ int cli_logs(int argc, char **argv)
     }
     char *data = NULL;
     size_t len = 0;
-    if (!pick->log_path || nj_fs_read_file(pick->log_path, &data, &len, &err) < 0) {
-        cli_error("logs: %s", pick->log_path ? err.msg : "the attempt has no log");
+    /* A stage that printed nothing has no log file (it is created on the
+     * first byte): that is an empty log, not an error. */
+    if (pick->log_path && nj_fs_exists(pick->log_path) &&
+        nj_fs_read_file(pick->log_path, &data, &len, &err) < 0) {
+        cli_error("logs: %s", err.msg);
         code = NJ_EXIT_FAILED;
         goto out;
     }
     fprintf(stderr, "# %s, run %lld, attempt %d, %s%s%s\n", stage, (long long)pick->run_id,
             pick->attempt, nj_status_name(pick->status), pick->error ? ": " : "",
             pick->error ? pick->error : "");
-    fwrite(data, 1, len, stdout);
+    if (data) fwrite(data, 1, len, stdout);
     free(data);
 out:
     for (size_t i = 0; i < natt; i++)

@@ -29,6 +29,7 @@ enum { Q_RUN_BEGIN, Q_RUN_END, Q_STAGE_END, Q_ATTEMPT_BEGIN, Q_ATTEMPT_PID, Q_AT
 struct nj_state {
     sqlite3 *db;
     sqlite3_stmt *stmts[Q_COUNT];
+    int tx_depth; /* nj_state_begin() nesting */
     char *path;     /* as given, for messages */
     char *abs_path; /* absolute: the NIGHTJAR_STATE marker in stage environments */
     char host[256];
@@ -253,6 +254,22 @@ void nj_state_close(nj_state *st)
 sqlite3 *nj_state_db(nj_state *st)
 {
     return st->db;
+}
+
+int nj_state_begin(nj_state *st, nj_err *err)
+{
+    if (st->tx_depth++ > 0) return 0;
+    if (exec_sql(st, "BEGIN", err) < 0) {
+        st->tx_depth = 0;
+        return err ? err->code : NJ_EDB;
+    }
+    return 0;
+}
+
+int nj_state_commit(nj_state *st, nj_err *err)
+{
+    if (st->tx_depth == 0 || --st->tx_depth > 0) return 0;
+    return exec_sql(st, "COMMIT", err);
 }
 
 /* Binds a possibly-NULL text. */

@@ -59,6 +59,12 @@ int nj_status_parse(const char *name);
 /* Opens (creating and migrating as needed) the database at `path`. */
 int nj_state_open(const char *path, nj_state **out, nj_err *err);
 void nj_state_close(nj_state *st); /* NULL is fine */
+/* Groups the writes of one burst of work (e.g. one event-loop callback of
+ * the scheduler) into one transaction; nests, only the outermost commits.
+ * Each write is still atomic and a crash loses at most the open burst. */
+int nj_state_begin(nj_state *st, nj_err *err);
+int nj_state_commit(nj_state *st, nj_err *err);
+
 /* The underlying handle, for modules that keep their own tables here. Borrowed. */
 sqlite3 *nj_state_db(nj_state *st);
 
