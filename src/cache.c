@@ -323,23 +323,30 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
         nj_strs_push(&lines, line.data);
     }
     add_sorted(&b, &lines);
-    for (size_t i = 0; i < inst->ninputs && rc == 0; i++) {
-        const nj_path_pair *in = &inst->inputs[i].path;
-        char kind;
-        nj_hash h;
+    /* All inputs at once: files the stat cache does not know are hashed in
+     * parallel on the thread pool. */
+    size_t nin = inst->ninputs;
+    const char **paths = nj_xcalloc(nin ? nin : 1, sizeof(char *));
+    nj_hash *hashes = nj_xcalloc(nin ? nin : 1, sizeof(nj_hash));
+    int *dirs = nj_xcalloc(nin ? nin : 1, sizeof(int));
+    for (size_t i = 0; i < nin && rc == 0; i++) {
+        paths[i] = inst->inputs[i].path.abs;
+        if (!nj_fs_exists(paths[i]))
+            rc = nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", inst->inputs[i].path.rel);
+    }
+    if (rc == 0) rc = nj_hash_paths(paths, nin, &c->hc, hashes, dirs, err);
+    for (size_t i = 0; i < nin && rc == 0; i++) {
         char hex[NJ_HASH_HEX_SIZE];
-        if (!nj_fs_exists(in->abs)) {
-            rc = nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->rel);
-            break;
-        }
-        if ((rc = hash_thing(c, in->abs, &kind, &h, NULL, err)) < 0) break;
-        nj_hash_hex(&h, hex);
+        nj_hash_hex(&hashes[i], hex);
         nj_buf_reset(&line);
         nj_buf_puts(&line, "dep ");
-        put_escaped(&line, in->rel);
-        nj_buf_printf(&line, " %c %s", kind, hex);
+        put_escaped(&line, inst->inputs[i].path.rel);
+        nj_buf_printf(&line, " %c %s", dirs[i] ? 't' : 'f', hex);
         nj_strs_push(&lines, line.data);
     }
+    free(paths);
+    free(hashes);
+    free(dirs);
     add_sorted(&b, &lines);
     for (size_t i = 0; i < inst->nouts && rc == 0; i++) {
         nj_buf_reset(&line);

@@ -733,6 +733,49 @@ int nj_manifest_parse(const char *data, size_t len, const char *name, nj_manifes
 
 /* ---- paths --------------------------------------------------------------- */
 
+static int hash_tasks(struct task *tasks, size_t n, nj_err *err);
+
+int nj_hash_paths(const char *const *paths, size_t n, const nj_hash_cache *cache, nj_hash *out,
+                  int *is_dir, nj_err *err)
+{
+    struct task *tasks = nj_xcalloc(n ? n : 1, sizeof(*tasks));
+    size_t *task_of = nj_xcalloc(n ? n : 1, sizeof(size_t));
+    nj_file_sig *sigs = nj_xcalloc(n ? n : 1, sizeof(*sigs));
+    size_t ntasks = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct stat st;
+        is_dir[i] = 0;
+        task_of[i] = SIZE_MAX;
+        if (stat(paths[i], &st) != 0) {
+            rc = nj_err_sys(err, errno, "cannot stat '%s'", paths[i]);
+        } else if (S_ISDIR(st.st_mode)) {
+            is_dir[i] = 1;
+            rc = nj_hash_path(paths[i], cache, &out[i], err); /* scans in parallel itself */
+        } else if (!S_ISREG(st.st_mode)) {
+            rc = not_regular(err, paths[i], st.st_mode);
+        } else {
+            nj_file_sig_from_stat(&st, &sigs[i]);
+            if (cache && cache->lookup && cache->lookup(cache->ctx, paths[i], &sigs[i], &out[i]))
+                continue;
+            tasks[ntasks] = (struct task){.path = paths[i], .size_hint = sigs[i].size};
+            task_of[i] = ntasks++;
+        }
+    }
+    if (rc == 0) rc = hash_tasks(tasks, ntasks, err);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (task_of[i] == SIZE_MAX) continue;
+        const struct task *t = &tasks[task_of[i]];
+        out[i] = t->hash;
+        if (cache && cache->store && t->stable && nj_file_sig_equal(&t->sig, &sigs[i]))
+            cache->store(cache->ctx, paths[i], &sigs[i], &out[i]);
+    }
+    free(tasks);
+    free(task_of);
+    free(sigs);
+    return rc;
+}
+
 int nj_hash_path(const char *path, const nj_hash_cache *cache, nj_hash *out, nj_err *err)
 {
     struct stat st;

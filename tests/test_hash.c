@@ -403,3 +403,36 @@ Test(hash, file_signature_tracks_changes)
     cr_assert_eq(nj_file_sig_read("missing", &b, &err), -ENOENT);
     cr_assert(strstr(err.msg, "'missing'"), "%s", err.msg);
 }
+
+/* A stat cache that counts lookups and remembers nothing. */
+static int counting_lookup(void *ctx, const char *path, const nj_file_sig *sig, nj_hash *hash)
+{
+    (void)path;
+    (void)sig;
+    (void)hash;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+Test(hash, many_paths_at_once_match_one_by_one)
+{
+    nj_test_write("a.bin", "alpha");
+    nj_test_write("b.bin", "bravo");
+    nj_test_write("d/x.txt", "x");
+    const char *paths[] = {"a.bin", "d", "b.bin"};
+    nj_hash batch[3], one;
+    int dirs[3];
+    int lookups = 0;
+    nj_hash_cache counting = {.lookup = counting_lookup, .store = NULL, .ctx = &lookups};
+    nj_err err = {0};
+    cr_assert_eq(nj_hash_paths(paths, 3, &counting, batch, dirs, &err), 0, "%s", err.msg);
+    cr_assert_eq(lookups, 3, "every file is first asked of the stat cache");
+    cr_assert(!dirs[0] && dirs[1] && !dirs[2]);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(nj_hash_path(paths[i], NULL, &one, &err), 0);
+        cr_assert(nj_hash_equal(&one, &batch[i]), "path %d differs", i);
+    }
+    const char *missing[] = {"a.bin", "nope.bin"};
+    cr_assert_lt(nj_hash_paths(missing, 2, NULL, batch, dirs, &err), 0);
+    cr_assert(strstr(err.msg, "nope.bin") != NULL, "%s", err.msg);
+}

@@ -144,6 +144,14 @@ typedef struct nj_hash_cache {
  * "cannot hash 'p': not a regular file, directory or symlink". */
 int nj_hash_path(const char *path, const nj_hash_cache *cache, nj_hash *out, nj_err *err);
 
+/* nj_hash_path() for n paths at once: directories as nj_hash_path() does,
+ * and every regular file the stat cache does not know hashed together on the
+ * thread pool, so several large inputs use several cores. is_dir[i] says
+ * which hashes are manifests. Returns 0, or the first failure's code (err
+ * names the path). */
+int nj_hash_paths(const char *const *paths, size_t n, const nj_hash_cache *cache, nj_hash *out,
+                  int *is_dir, nj_err *err);
+
 /* A decoded manifest. Entries are sorted by path and own their strings. */
 typedef enum nj_entry_kind {
     NJ_ENTRY_FILE = 'f',
