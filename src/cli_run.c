@@ -209,9 +209,17 @@ static void on_event(void *ctx, const nj_event *ev, const nj_progress *pr)
     case NJ_EVENT_TICK:
         break;
     case NJ_EVENT_DATE_END:
-        if (!rp->tty && rp->backfill)
-            fprintf(stderr, "%s date %s finished: %zu of %zu dates done, %zu stages failed\n", ts,
-                    ev->ds, pr->dates_done, pr->dates_total, pr->failed);
+        if (!rp->tty && rp->backfill) {
+            long left = pr->dates_done ? (long)(pr->elapsed_ms / 1000 *
+                                                (int64_t)(pr->dates_total - pr->dates_done) /
+                                                (int64_t)pr->dates_done)
+                                       : 0;
+            fprintf(stderr,
+                    "%s date %s finished: %zu of %zu dates done, %zu running, %zu stages failed,"
+                    " ETA %02ld:%02ld\n",
+                    ts, ev->ds, pr->dates_done, pr->dates_total, pr->running, pr->failed,
+                    left / 60, left % 60);
+        }
         break;
     }
     draw_status(rp, pr);
