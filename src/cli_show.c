@@ -327,16 +327,17 @@ out_args:
 }
 
 static const char logs_help[] =
-    "usage: nightjar logs PIPELINE STAGE [--run ID] [--attempt N]\n"
+    "usage: nightjar logs PIPELINE STAGE [--date D] [--run ID] [--attempt N]\n"
     "\n"
     "Prints the output (stdout and stderr) of one attempt of a stage: by default\n"
-    "the last attempt in the newest run that ran the stage. Exit 1 if there is none.\n";
+    "the last attempt in the newest run that ran the stage (of its latest date, or\n"
+    "of --date D). Exit 1 if there is none.\n";
 
 int cli_logs(int argc, char **argv)
 {
-    static const cli_opt opts[] = {{"--run", NULL, 1}, {"--attempt", NULL, 1}};
+    static const cli_opt opts[] = {{"--run", NULL, 1}, {"--attempt", NULL, 1}, {"--date", NULL, 1}};
     cli_args a;
-    int code = parse_common("logs", logs_help, argc, argv, opts, 2, 2, 2, &a);
+    int code = parse_common("logs", logs_help, argc, argv, opts, 3, 2, 2, &a);
     if (code >= 0) goto out_args;
     long long run_id = 0;
     long attempt = 0;
@@ -381,11 +382,17 @@ int cli_logs(int argc, char **argv)
     }
     if (code) goto out;
     nj_attempt_record *pick = NULL;
+    const char *want_ds = cli_value(&a, 2);
     for (size_t i = 0; i < natt; i++)
-        if (attempt == 0 || att[i].attempt == attempt) pick = &att[i];
+        if ((attempt == 0 || att[i].attempt == attempt) &&
+            (!want_ds || (att[i].ds && strcmp(att[i].ds, want_ds) == 0)))
+            pick = &att[i];
     if (!pick) {
         if (run_id && attempt)
             cli_error("logs: stage '%s' has no attempt %ld in run %lld", stage, attempt, run_id);
+        else if (want_ds)
+            cli_error("logs: stage '%s' has no attempt for %s%s", stage, want_ds,
+                      run_id ? " in that run" : " in its newest run (try --run)");
         else if (run_id)
             cli_error("logs: stage '%s' did not run in run %lld", stage, run_id);
         else
@@ -403,7 +410,8 @@ int cli_logs(int argc, char **argv)
         code = NJ_EXIT_FAILED;
         goto out;
     }
-    fprintf(stderr, "# %s, run %lld, attempt %d, %s%s%s\n", stage, (long long)pick->run_id,
+    fprintf(stderr, "# %s%s%s, run %lld, attempt %d, %s%s%s\n", stage,
+            pick->ds && *pick->ds ? " " : "", pick->ds ? pick->ds : "", (long long)pick->run_id,
             pick->attempt, nj_status_name(pick->status), pick->error ? ": " : "",
             pick->error ? pick->error : "");
     if (data) fwrite(data, 1, len, stdout);

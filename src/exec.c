@@ -738,7 +738,12 @@ static void start_attempt(node_run *n)
     n->attempt_start_mono = nj_time_mono_ms();
     if (n->attempt == 1) n->started_ms = nj_time_now_ms();
     free(n->log_path);
-    n->log_path = nj_xasprintf("%s/%s.%d.log", r->run_logs_dir, s->name, n->attempt);
+    /* One run may hold several dates of a stage (backfills, windows). */
+    const char *ds = r->plan->nodes[n->index].ds;
+    if (ds && (r->plan->nrequested > 1 || !r->plan->ds || strcmp(ds, r->plan->ds) != 0))
+        n->log_path = nj_xasprintf("%s/%s@%s.%d.log", r->run_logs_dir, s->name, ds, n->attempt);
+    else
+        n->log_path = nj_xasprintf("%s/%s.%d.log", r->run_logs_dir, s->name, n->attempt);
     if (nj_state_attempt_begin(r->st, r->opts->run_id, s->name, n->inst.ds, n->attempt, n->inst.cmd,
                                n->log_path, &n->attempt_id, &err) < 0) {
         db_failed(r, &err);

@@ -14,6 +14,17 @@ assert_eq "$(grep -c '^train' runs.log)" 5
 assert_contains err.txt "backfill 1 succeeded: 5 of 5 dates succeeded"
 ok "each shared (stage, date) node runs exactly once"
 
+ls .nightjar/logs/1/ > logs.txt
+assert_contains logs.txt "snap@2001-01-05.1.log"
+assert_contains logs.txt "snap@2001-01-09.1.log"
+assert_not_contains logs.txt "train@" # quiet stages leave no log file
+expect_exit 0 "$NJ" logs daily.yaml snap --date 2001-01-07
+assert_contains err.txt "# snap 2001-01-07, run 1, attempt 1, succeeded"
+assert_contains out.txt "snapshot out/snap/2001-01-07.tar.zst: 1 entries"
+expect_exit 0 "$NJ" logs daily.yaml train --date 2001-01-07
+assert_eq "$(wc -c < out.txt | tr -d ' ')" 0 "a stage that printed nothing has an empty log"
+ok "every (stage, date) has its own log; quiet stages none"
+
 expect_exit 0 "$NJ" status daily.yaml --backfill 1
 assert_contains out.txt "5 succeeded, 0 failed, 0 missing, 0 skipped"
 ok "status --backfill"
