@@ -81,7 +81,7 @@ int cli_print_explanations(const nj_pipeline *p, const nj_plan *plan, int use_ca
 }
 
 static const char why_help[] =
-    "usage: nightjar why PIPELINE [STAGE]... [--date YYYY-MM-DD]\n"
+    "usage: nightjar why PIPELINE [STAGE]... [--date YYYY-MM-DD] [--param NAME=VALUE]...\n"
     "\n"
     "Says, for each stage (or the named ones), whether the next run would run it,\n"
     "restore it from the cache, or leave it as it is, and exactly why:\n"
@@ -94,9 +94,9 @@ static const char why_help[] =
 
 int cli_why(int argc, char **argv)
 {
-    static const cli_opt opts[] = {{"--date", NULL, 1}};
+    static const cli_opt opts[] = {{"--date", NULL, 1}, {"--param", NULL, 1}};
     cli_args a;
-    int code = cli_parse("why", argc, argv, opts, 1, &a);
+    int code = cli_parse("why", argc, argv, opts, 2, &a);
     if (code < 0) {
         fputs(why_help, stdout);
         cli_args_release(&a);
@@ -125,6 +125,11 @@ int cli_why(int argc, char **argv)
     nj_strs only = {0};
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out_args;
+    if ((code = cli_apply_params(p, &a, 1))) goto out;
+    if (!cli_value(&a, 0) && p->partition.enabled) {
+        days -= p->partition.lag_days; /* the date `run` would pick */
+        nj_date_format(days, ds);
+    }
     for (size_t i = 1; i < a.npositional; i++) {
         if (!nj_pipeline_stage(p, a.positional[i])) {
             nj_selection probe = {0};

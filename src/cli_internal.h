@@ -51,6 +51,10 @@ int cli_exit_for(int code);
  * Returns NJ_EXIT_OK, NJ_EXIT_INVALID or NJ_EXIT_SYSTEM. */
 int cli_load(const char *path, nj_pipeline **p, nj_dag **dag);
 
+/* Applies every --param NAME=VALUE given as option index `opt`. Returns an
+ * exit code (the error printed). */
+int cli_apply_params(nj_pipeline *p, const cli_args *a, int opt);
+
 /* <workspace>/<name>; caller frees. */
 char *cli_workspace_path(const nj_pipeline *p, const char *name);
 /* Opens the state database for reading commands. Returns NJ_EXIT_OK with *st

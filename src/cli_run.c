@@ -443,8 +443,7 @@ static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws
     return code;
 }
 
-/* Applies every --param NAME=VALUE (option `opt`). Returns an exit code. */
-static int apply_params(nj_pipeline *p, const cli_args *a, int opt)
+int cli_apply_params(nj_pipeline *p, const cli_args *a, int opt)
 {
     nj_err err = {0};
     for (size_t i = 0; i < a->nvalues; i++) {
@@ -498,7 +497,7 @@ int cli_run(int argc, char **argv)
     char *args = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
-    if ((code = apply_params(p, &a, OPT_PARAM))) goto out;
+    if ((code = cli_apply_params(p, &a, OPT_PARAM))) goto out;
     if (!date) days = default_day(p);
     nj_plan_opts po = {.dates = &days, .ndates = 1, .no_upstream = cli_flag(&a, OPT_NO_UPSTREAM)};
     int rc = nj_plan_build(p, dag, &po, &f.sel, &plan, &err);
@@ -650,7 +649,7 @@ int cli_backfill(int argc, char **argv)
     const char **stage_names = NULL;
     code = cli_load(a.positional[0], &p, &dag);
     if (code) goto out;
-    if ((code = apply_params(p, &a, BF_PARAM))) goto out;
+    if ((code = cli_apply_params(p, &a, BF_PARAM))) goto out;
     code = NJ_EXIT_USAGE;
     if (!p->partition.enabled) {
         cli_error("backfill: pipeline '%s' has no 'partition:' section", p->name);

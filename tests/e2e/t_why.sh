@@ -21,6 +21,8 @@ why train report
 assert_eq "$(line train)" "run train param 'l2' changed 0.1 → 0.2"
 assert_eq "$(line report)" "run report upstream 'train' will run"
 sed -i 's/l2: 0.2/l2: 0.1/' cache.yaml
+why train --param l2=0.3
+assert_eq "$(line train)" "run train param 'l2' changed 0.1 → 0.3"
 
 old=$(sha256sum input/raw.csv | cut -c1-6)
 echo "d,5" >> input/raw.csv
