@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nightjar/fs.h"
 #include "nightjar/util.h"
@@ -163,6 +164,42 @@ static int prepare_all(nj_cache *c, nj_err *err)
     return 0;
 }
 
+/* Switches index.db to WAL and creates its tables. Two runs creating a
+ * shared cache at the same instant can get SQLITE_BUSY here without the busy
+ * handler being consulted (changing the journal mode, upgrading a read lock),
+ * so each step is retried for up to 30 s. */
+static int setup_index(nj_cache *c, nj_err *err)
+{
+    static const char *const steps[] = {
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        NULL, /* the schema, in BEGIN IMMEDIATE ... COMMIT */
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        char *sql = steps[i] ? nj_xstrdup(steps[i])
+                             : nj_xasprintf("BEGIN IMMEDIATE; %s COMMIT;", index_schema);
+        int rc = SQLITE_BUSY;
+        char *msg = NULL;
+        for (int tries = 0; tries < 300; tries++) {
+            sqlite3_free(msg);
+            msg = NULL;
+            rc = sqlite3_exec(c->idb, sql, NULL, NULL, &msg);
+            if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
+            sqlite3_exec(c->idb, "ROLLBACK", NULL, NULL, NULL);
+            usleep(100 * 1000);
+        }
+        free(sql);
+        if (rc != SQLITE_OK) {
+            int code = nj_err_set(err, NJ_EDB, "cannot set up the run cache '%s': %s",
+                                  c->index_path, msg ? msg : sqlite3_errmsg(c->idb));
+            sqlite3_free(msg);
+            return code;
+        }
+        sqlite3_free(msg);
+    }
+    return 0;
+}
+
 int nj_cache_open(const nj_pipeline *p, nj_state *st, nj_cache **out, nj_err *err)
 {
     *out = NULL;
@@ -189,15 +226,7 @@ int nj_cache_open(const nj_pipeline *p, nj_state *st, nj_cache **out, nj_err *er
     }
     /* Shared by every workspace using this cache directory, concurrently. */
     sqlite3_busy_timeout(c->idb, 30000);
-    char *msg = NULL;
-    if (sqlite3_exec(c->idb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
-        sqlite3_exec(c->idb, index_schema, NULL, NULL, &msg) != SQLITE_OK) {
-        rc = nj_err_set(err, NJ_EDB, "cannot set up the run cache '%s': %s", c->index_path,
-                        msg ? msg : sqlite3_errmsg(c->idb));
-        sqlite3_free(msg);
-        goto fail;
-    }
+    if ((rc = setup_index(c, err)) < 0) goto fail;
     if ((rc = prepare_all(c, err)) < 0) goto fail;
     c->hc.lookup = stat_lookup;
     c->hc.store = stat_store;
