@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli_internal.h"
+#include "nightjar/cache.h"
 #include "nightjar/fs.h"
 #include "nightjar/util.h"
 
@@ -269,6 +270,32 @@ int cli_open_state_if_any(const nj_pipeline *p, nj_state **st)
         return NJ_EXIT_SYSTEM;
     }
     return NJ_EXIT_OK;
+}
+
+int cli_session_load(cli_session *s, const char *path)
+{
+    return cli_load(path, &s->p, &s->dag);
+}
+
+int cli_session_open(cli_session *s, int want_cache)
+{
+    int code = cli_open_state_if_any(s->p, &s->st);
+    if (code || !s->st || !want_cache) return code;
+    nj_err err = {0};
+    if (nj_cache_open(s->p, s->st, &s->cache, &err) < 0) {
+        cli_error("%s", err.msg);
+        return NJ_EXIT_SYSTEM;
+    }
+    return NJ_EXIT_OK;
+}
+
+void cli_session_close(cli_session *s)
+{
+    nj_cache_free(s->cache);
+    nj_state_close(s->st);
+    nj_dag_free(s->dag);
+    nj_pipeline_free(s->p);
+    memset(s, 0, sizeof(*s));
 }
 
 void cli_json_str(FILE *f, const char *s)

@@ -12,21 +12,6 @@
 #include "nightjar/plan.h"
 #include "nightjar/util.h"
 
-/* Opens state and cache for a looking verb. With no state yet, *st stays
- * NULL and so does *cache: nothing ever ran. */
-static int open_cache(const nj_pipeline *p, nj_state **st, nj_cache **cache)
-{
-    *cache = NULL;
-    int code = cli_open_state_if_any(p, st);
-    if (code || !*st) return code;
-    nj_err err = {0};
-    if (nj_cache_open(p, *st, cache, &err) < 0) {
-        cli_error("%s", err.msg);
-        return NJ_EXIT_SYSTEM;
-    }
-    return NJ_EXIT_OK;
-}
-
 static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_strs *only)
 {
     nj_explanation *ex = nj_xcalloc(plan->n ? plan->n : 1, sizeof(*ex));
@@ -63,20 +48,18 @@ static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_str
 
 int cli_print_explanations(const nj_pipeline *p, const nj_plan *plan, int use_cache)
 {
-    nj_state *st = NULL;
-    nj_cache *cache = NULL;
-    int code = use_cache ? open_cache(p, &st, &cache) : NJ_EXIT_OK;
-    if (code == NJ_EXIT_OK) {
-        if (!use_cache) {
-            for (size_t i = 0; i < plan->n; i++)
-                printf("%-10s %-24s %s\n", "run", plan->nodes[i].stage->name, "cache disabled");
-            /* (every node would run: dates do not change the answer) */
-        } else {
-            code = print_explanations(plan, cache, NULL);
-        }
+    if (!use_cache) {
+        /* (every node would run: dates do not change the answer) */
+        for (size_t i = 0; i < plan->n; i++)
+            printf("%-10s %-24s %s\n", "run", plan->nodes[i].stage->name, "cache disabled");
+        return NJ_EXIT_OK;
     }
-    nj_cache_free(cache);
-    nj_state_close(st);
+    /* The pipeline is the caller's: borrow it for the session, give it back. */
+    cli_session s = {.p = (nj_pipeline *)p};
+    int code = cli_session_open(&s, 1);
+    if (code == NJ_EXIT_OK) code = print_explanations(plan, s.cache, NULL);
+    s.p = NULL;
+    cli_session_close(&s);
     return code;
 }
 
@@ -117,14 +100,12 @@ int cli_why(int argc, char **argv)
     }
     char ds[11];
     nj_date_format(days, ds);
-    nj_pipeline *p;
-    nj_dag *dag;
+    cli_session ss = {0};
     nj_plan *plan = NULL;
-    nj_state *st = NULL;
-    nj_cache *cache = NULL;
     nj_strs only = {0};
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
+    if ((code = cli_session_load(&ss, a.positional[0]))) goto out;
+    nj_pipeline *p = ss.p;
+    nj_dag *dag = ss.dag;
     if ((code = cli_apply_params(p, &a, 1))) goto out;
     if (!cli_value(&a, 0) && p->partition.enabled) {
         days -= p->partition.lag_days; /* the date `run` would pick */
@@ -150,15 +131,12 @@ int cli_why(int argc, char **argv)
         code = cli_exit_for(err.code);
         goto out;
     }
-    code = open_cache(p, &st, &cache);
-    if (code == NJ_EXIT_OK) code = print_explanations(plan, cache, &only);
+    code = cli_session_open(&ss, 1);
+    if (code == NJ_EXIT_OK) code = print_explanations(plan, ss.cache, &only);
 out:
     nj_strs_release(&only);
-    nj_cache_free(cache);
-    nj_state_close(st);
     nj_plan_free(plan);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;
@@ -213,18 +191,13 @@ int cli_gc(int argc, char **argv)
         cli_error("gc: --min-age: %s", err.msg);
         goto out_args;
     }
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
-    nj_cache *cache = NULL;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
-    code = open_cache(p, &st, &cache);
-    if (code == NJ_EXIT_OK && !cache) {
-        printf("nothing to collect: '%s' has never run\n", p->name);
+    cli_session s = {0};
+    if (!(code = cli_session_load(&s, a.positional[0]))) code = cli_session_open(&s, 1);
+    if (code == NJ_EXIT_OK && !s.cache) {
+        printf("nothing to collect: '%s' has never run\n", s.p->name);
     } else if (code == NJ_EXIT_OK) {
         nj_gc_report r;
-        if (nj_gc_run(cache, st, p->name, p->workspace, &go, &r, &err) < 0) {
+        if (nj_gc_run(s.cache, s.st, s.p->name, s.p->workspace, &go, &r, &err) < 0) {
             cli_error("%s", err.msg);
             code = NJ_EXIT_SYSTEM;
         } else {
@@ -236,10 +209,7 @@ int cli_gc(int argc, char **argv)
                    r.entries_kept, r.objects_kept, r.objects_too_young);
         }
     }
-    nj_cache_free(cache);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&s);
 out_args:
     cli_args_release(&a);
     return code;
@@ -269,20 +239,15 @@ int cli_verify(int argc, char **argv)
         code = NJ_EXIT_USAGE;
         goto out_args;
     }
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
-    nj_cache *cache = NULL;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
-    code = open_cache(p, &st, &cache);
+    cli_session s = {0};
+    if (!(code = cli_session_load(&s, a.positional[0]))) code = cli_session_open(&s, 1);
     nj_err err = {0};
-    if (code == NJ_EXIT_OK && !cache) {
-        printf("nothing to verify: '%s' has never run\n", p->name);
+    if (code == NJ_EXIT_OK && !s.cache) {
+        printf("nothing to verify: '%s' has never run\n", s.p->name);
     } else if (code == NJ_EXIT_OK) {
         nj_verify_report r;
         int repair = cli_flag(&a, 0);
-        if (nj_verify_run(cache, repair, &r, &err) < 0) {
+        if (nj_verify_run(s.cache, repair, &r, &err) < 0) {
             cli_error("%s", err.msg);
             code = NJ_EXIT_SYSTEM;
         } else {
@@ -297,10 +262,7 @@ int cli_verify(int argc, char **argv)
         }
         nj_strs_release(&r.problems);
     }
-    nj_cache_free(cache);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&s);
 out_args:
     cli_args_release(&a);
     return code;

@@ -55,6 +55,26 @@ int cli_load(const char *path, nj_pipeline **p, nj_dag **dag);
  * exit code (the error printed). */
 int cli_apply_params(nj_pipeline *p, const cli_args *a, int opt);
 
+/* What a looking verb holds: the pipeline and its graph, and, once the
+ * pipeline has run, its state and cache. Zero-initialise; always close.
+ *
+ *     cli_session s = {0};
+ *     if ((code = cli_session_load(&s, path)) || (code = cli_session_open(&s, 1))) goto out;
+ *     if (!s.st) ... never ran ...
+ *   out:
+ *     cli_session_close(&s);
+ */
+struct nj_cache;
+typedef struct cli_session {
+    nj_pipeline *p;
+    nj_dag *dag;
+    nj_state *st;          /* NULL until opened, and when nothing ever ran */
+    struct nj_cache *cache; /* opened with want_cache and st */
+} cli_session;
+int cli_session_load(cli_session *s, const char *path); /* exit code; diagnostics printed */
+int cli_session_open(cli_session *s, int want_cache);   /* exit code */
+void cli_session_close(cli_session *s);
+
 /* <workspace>/<name>; caller frees. */
 char *cli_workspace_path(const nj_pipeline *p, const char *name);
 /* Opens the state database for reading commands. Returns NJ_EXIT_OK with *st

@@ -37,14 +37,12 @@ int cli_validate(int argc, char **argv)
     cli_args a;
     int code = parse_common("validate", validate_help, argc, argv, NULL, 0, 1, 1, &a);
     if (code < 0) {
-        nj_pipeline *p;
-        nj_dag *dag;
-        code = cli_load(a.positional[0], &p, &dag);
+        cli_session s = {0};
+        code = cli_session_load(&s, a.positional[0]);
         if (code == NJ_EXIT_OK)
-            printf("%s: pipeline '%s' is valid: %zu stage%s\n", a.positional[0], p->name,
-                   p->nstages, p->nstages == 1 ? "" : "s");
-        nj_dag_free(dag);
-        nj_pipeline_free(p);
+            printf("%s: pipeline '%s' is valid: %zu stage%s\n", a.positional[0], s.p->name,
+                   s.p->nstages, s.p->nstages == 1 ? "" : "s");
+        cli_session_close(&s);
     }
     cli_args_release(&a);
     return code;
@@ -63,17 +61,15 @@ int cli_dag(int argc, char **argv)
     cli_args a;
     int code = parse_common("dag", dag_help, argc, argv, opts, 1, 1, 1, &a);
     if (code < 0) {
-        nj_pipeline *p;
-        nj_dag *dag;
-        code = cli_load(a.positional[0], &p, &dag);
+        cli_session s = {0};
+        code = cli_session_load(&s, a.positional[0]);
         if (code == NJ_EXIT_OK) {
             if (cli_flag(&a, 0))
-                nj_dag_write_dot(dag, p, stdout);
+                nj_dag_write_dot(s.dag, s.p, stdout);
             else
-                nj_dag_write_text(dag, p, stdout);
+                nj_dag_write_text(s.dag, s.p, stdout);
         }
-        nj_dag_free(dag);
-        nj_pipeline_free(p);
+        cli_session_close(&s);
     }
     cli_args_release(&a);
     return code;
@@ -148,20 +144,19 @@ int cli_status(int argc, char **argv)
     cli_args a;
     int code = parse_common("status", status_help, argc, argv, opts, 2, 1, 1, &a);
     if (code >= 0) goto out_args;
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
+    cli_session ss = {0};
     nj_stage_record *recs = NULL;
     size_t nrecs = 0;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
+    if ((code = cli_session_load(&ss, a.positional[0]))) goto out;
+    const nj_pipeline *p = ss.p;
     if (cli_value(&a, 1)) {
         code = show_backfill(p, cli_value(&a, 1));
         goto out;
     }
-    code = cli_open_state_if_any(p, &st);
+    code = cli_session_open(&ss, 0);
     nj_err err = {0};
-    if (code == NJ_EXIT_OK && st && nj_state_latest_stages(st, p->name, &recs, &nrecs, &err) < 0) {
+    if (code == NJ_EXIT_OK && ss.st &&
+        nj_state_latest_stages(ss.st, p->name, &recs, &nrecs, &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
     }
@@ -215,9 +210,7 @@ out:
     for (size_t j = 0; j < nrecs; j++)
         nj_stage_record_release(&recs[j]);
     free(recs);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;
@@ -246,16 +239,14 @@ int cli_history(int argc, char **argv)
         }
         last = (int)n;
     }
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
+    cli_session ss = {0};
     nj_run_record *runs = NULL;
     size_t nruns = 0;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
-    code = cli_open_state_if_any(p, &st);
+    if ((code = cli_session_load(&ss, a.positional[0])) || (code = cli_session_open(&ss, 0)))
+        goto out;
+    const nj_pipeline *p = ss.p;
     nj_err err = {0};
-    if (code == NJ_EXIT_OK && st && nj_state_runs(st, p->name, last, &runs, &nruns, &err) < 0) {
+    if (ss.st && nj_state_runs(ss.st, p->name, last, &runs, &nruns, &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
     }
@@ -318,9 +309,7 @@ out:
     for (size_t i = 0; i < nruns; i++)
         nj_run_record_release(&runs[i]);
     free(runs);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;
@@ -352,13 +341,11 @@ int cli_logs(int argc, char **argv)
         code = NJ_EXIT_USAGE;
         goto out_args;
     }
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
+    cli_session ss = {0};
     nj_attempt_record *att = NULL;
     size_t natt = 0;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
+    if ((code = cli_session_load(&ss, a.positional[0]))) goto out;
+    const nj_pipeline *p = ss.p;
     const char *stage = a.positional[1];
     if (!nj_pipeline_stage(p, stage)) {
         const char **names = nj_xcalloc(p->nstages, sizeof(char *));
@@ -373,10 +360,10 @@ int cli_logs(int argc, char **argv)
         code = NJ_EXIT_USAGE;
         goto out;
     }
-    code = cli_open_state_if_any(p, &st);
+    code = cli_session_open(&ss, 0);
     nj_err err = {0};
-    if (code == NJ_EXIT_OK && st &&
-        nj_state_attempts(st, p->name, stage, run_id, &att, &natt, &err) < 0) {
+    if (code == NJ_EXIT_OK && ss.st &&
+        nj_state_attempts(ss.st, p->name, stage, run_id, &att, &natt, &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
     }
@@ -420,9 +407,7 @@ out:
     for (size_t i = 0; i < natt; i++)
         nj_attempt_record_release(&att[i]);
     free(att);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;

@@ -186,18 +186,16 @@ int cli_snapshot(int argc, char **argv)
         cli_error("snapshot restore: --date: %s", err.msg);
         goto out_args;
     }
-    nj_pipeline *p;
-    nj_dag *dag;
-    nj_state *st = NULL;
-    nj_cache *cache = NULL;
-    code = cli_load(a.positional[0], &p, &dag);
-    if (code) goto out_args;
+    cli_session ss = {0};
+    if ((code = cli_session_load(&ss, a.positional[0]))) goto out;
+    const nj_pipeline *p = ss.p;
     const nj_stage *s = snapshot_stage(p, cli_value(&a, 0));
     if (!s) {
         code = NJ_EXIT_USAGE;
         goto out;
     }
-    if ((code = cli_open_state_if_any(p, &st)) != NJ_EXIT_OK) goto out;
+    if ((code = cli_session_open(&ss, restore)) != NJ_EXIT_OK) goto out;
+    nj_state *st = ss.st;
     snapshot_row row = {.want_ds = restore ? cli_value(&a, 1) : NULL,
                         .want_run = cli_value(&a, 3) ? strtoll(cli_value(&a, 3), NULL, 10) : 0};
     if (st && nj_state_snapshots(st, p->name, s->name, restore ? find_row : list_row, &row,
@@ -220,11 +218,7 @@ int cli_snapshot(int argc, char **argv)
         code = NJ_EXIT_FAILED;
         goto out;
     }
-    if (nj_cache_open(p, st, &cache, &err) < 0) {
-        cli_error("%s", err.msg);
-        code = NJ_EXIT_SYSTEM;
-        goto out;
-    }
+    nj_cache *cache = ss.cache;
     /* Check the archive against its name first: a corrupt object is refused. */
     if (nj_store_verify(nj_cache_store(cache), &row.hash, &err) < 0) {
         cli_error("snapshot restore: %s", err.msg);
@@ -251,10 +245,7 @@ int cli_snapshot(int argc, char **argv)
     free(dest);
     free(object);
 out:
-    nj_cache_free(cache);
-    nj_state_close(st);
-    nj_dag_free(dag);
-    nj_pipeline_free(p);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;
