@@ -700,6 +700,21 @@ static void each_string_pair(target *t, yaml_node_t *key, yaml_node_t *value, co
 
 /* An output path must stay inside the pipeline directory: not absolute, not
  * climbing out, not the directory itself. */
+/* Reports a path that must stay inside the pipeline directory but is absolute
+ * or climbs out of it ("<what> '<path>' must be relative to ..." / "...
+ * escapes ..."). `dot_escapes`: the directory itself counts as escaping (an
+ * output cannot be the whole directory). */
+static void check_inside(target *t, yaml_node_t *node, const char *normalized, const char *what,
+                         int dot_escapes)
+{
+    if (normalized[0] == '/')
+        report(t->L, mark_of(node), "%s%s '%s' must be relative to the pipeline directory",
+               t->prefix, what, text_of(node));
+    else if (nj_path_escapes(normalized) || (dot_escapes && strcmp(normalized, ".") == 0))
+        report(t->L, mark_of(node), "%s%s '%s' escapes the pipeline directory", t->prefix, what,
+               text_of(node));
+}
+
 static int out_path_ok(const char *normalized)
 {
     return normalized[0] != '/' && !nj_path_escapes(normalized) && strcmp(normalized, ".") != 0;
@@ -713,12 +728,7 @@ static void out_pair(target *t, yaml_node_t *k, yaml_node_t *v)
         report(t->L, mark_of(k), "%sinvalid output name '%s' (use letters, digits, '_')", t->prefix,
                name);
     char *path = nj_path_normalize(text_of(v));
-    if (path[0] == '/')
-        report(t->L, mark_of(v), "%soutput path '%s' must be relative to the pipeline directory",
-               t->prefix, text_of(v));
-    else if (!out_path_ok(path))
-        report(t->L, mark_of(v), "%soutput path '%s' escapes the pipeline directory", t->prefix,
-               text_of(v));
+    check_inside(t, v, path, "output path", 1);
     nj_out o = {nj_xstrdup(name), path, mark_of(v)};
     NJ_PUSH(s->outs, s->nouts, extra_of(t)->outs_cap, o);
     add_site(t, v, "outs", 1);
@@ -754,12 +764,7 @@ static void parse_workdir(target *t, yaml_node_t *key, yaml_node_t *value)
         return;
     }
     char *path = nj_path_normalize(text_of(value));
-    if (path[0] == '/')
-        report(t->L, mark_of(value), "%sworkdir '%s' must be relative to the pipeline directory",
-               t->prefix, text_of(value));
-    else if (nj_path_escapes(path))
-        report(t->L, mark_of(value), "%sworkdir '%s' escapes the pipeline directory", t->prefix,
-               text_of(value));
+    check_inside(t, value, path, "workdir", 0);
     if (strcmp(path, ".") == 0) {
         free(path); /* the pipeline directory itself */
         return;
@@ -801,12 +806,7 @@ static void snapshot_input(target *t, yaml_node_t *node)
 {
     nj_stage *s = stage_of(t);
     char *path = nj_path_normalize(text_of(node));
-    if (path[0] == '/')
-        report(t->L, mark_of(node), "%sinput '%s' must be relative to the pipeline directory",
-               t->prefix, text_of(node));
-    else if (nj_path_escapes(path))
-        report(t->L, mark_of(node), "%sinput '%s' escapes the pipeline directory", t->prefix,
-               text_of(node));
+    check_inside(t, node, path, "input", 0);
     nj_strs_push(&s->snapshot->inputs, path);
     nj_dep d = {.path = path, .mark = mark_of(node)};
     push_dep(t, d, (dep_marks){{0, 0}, {0, 0}, {0, 0}, 0});
