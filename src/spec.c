@@ -39,24 +39,14 @@
 
 void nj_diag_add(nj_strs *diags, const char *file, nj_mark mark, const char *fmt, ...)
 {
-    nj_buf b;
-    nj_buf_init(&b);
-    if (mark.line > 0)
-        nj_buf_printf(&b, "%s:%d:%d: ", file, mark.line, mark.col);
-    else
-        nj_buf_printf(&b, "%s: ", file);
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *msg = nj_xvasprintf(fmt, ap);
     va_end(ap);
-    char *msg = nj_xmalloc((size_t)n + 1);
-    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
-    nj_buf_puts(&b, msg);
+    char *line = mark.line > 0 ? nj_xasprintf("%s:%d:%d: %s", file, mark.line, mark.col, msg)
+                               : nj_xasprintf("%s: %s", file, msg);
     free(msg);
-    NJ_PUSH(diags->items, diags->len, diags->cap, nj_buf_detach(&b));
-    nj_buf_release(&b);
+    NJ_PUSH(diags->items, diags->len, diags->cap, line);
 }
 
 const char *nj_suggest(const char *word, const char *const *candidates, size_t n)
@@ -144,14 +134,10 @@ typedef struct loader {
 static void report(loader *L, nj_mark mark, const char *fmt, ...) NJ_PRINTF(3, 4);
 static void report(loader *L, nj_mark mark, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *msg = nj_xvasprintf(fmt, ap);
     va_end(ap);
-    char *msg = nj_xmalloc((size_t)n + 1);
-    vsnprintf(msg, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
     diag d = {mark, L->ndiags, msg};
     NJ_PUSH(L->diags, L->ndiags, L->diags_cap, d);
 }

@@ -9,6 +9,7 @@
 #ifndef NJ_UTIL_H
 #define NJ_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,7 @@ void *nj_xrealloc(void *ptr, size_t size);
 char *nj_xstrdup(const char *s);                 /* NULL gives NULL */
 char *nj_xstrndup(const char *s, size_t n);
 char *nj_xasprintf(const char *fmt, ...) NJ_PRINTF(1, 2); /* caller frees */
+char *nj_xvasprintf(const char *fmt, va_list ap) NJ_PRINTF(1, 0); /* caller frees; uses up ap */
 
 /* Grows *items (of *cap elements of `size` bytes) to hold at least `need`. */
 void nj_grow(void *items_ptr, size_t *cap, size_t need, size_t size);
