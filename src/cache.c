@@ -302,15 +302,14 @@ void nj_key_release(nj_key *k)
 }
 
 /* Hashes whatever is at `abs`: 'f' and the content hash for a file, 't' and
- * the manifest hash for a directory. -ENOENT when nothing is there. */
-static int hash_thing(nj_cache *c, const char *abs, char *kind, nj_hash *h, uint64_t *size,
-                      nj_err *err)
+ * the manifest hash for a directory (one stat, through the stat cache).
+ * -ENOENT when nothing is there. */
+static int hash_thing(nj_cache *c, const char *abs, char *kind, nj_hash *h, nj_err *err)
 {
-    struct stat st;
-    if (stat(abs, &st) != 0) return nj_err_sys(err, errno, "cannot stat '%s'", abs);
-    *kind = S_ISDIR(st.st_mode) ? 't' : 'f';
-    if (size) *size = S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size;
-    return nj_hash_path(abs, &c->hc, h, err);
+    int is_dir = 0;
+    int rc = nj_hash_paths(&abs, 1, &c->hc, h, &is_dir, err);
+    *kind = is_dir ? 't' : 'f';
+    return rc;
 }
 
 /* Adds "<prefix><line>" for each of n escaped items, sorted. */
@@ -358,12 +357,13 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
     const char **paths = nj_xcalloc(nin ? nin : 1, sizeof(char *));
     nj_hash *hashes = nj_xcalloc(nin ? nin : 1, sizeof(nj_hash));
     int *dirs = nj_xcalloc(nin ? nin : 1, sizeof(int));
-    for (size_t i = 0; i < nin && rc == 0; i++) {
+    for (size_t i = 0; i < nin; i++)
         paths[i] = inst->inputs[i].path.abs;
+    rc = nj_hash_paths(paths, nin, &c->hc, hashes, dirs, err);
+    /* Only on failure: name a missing input the way the pipeline wrote it. */
+    for (size_t i = 0; i < nin && rc == -ENOENT; i++)
         if (!nj_fs_exists(paths[i]))
             rc = nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", inst->inputs[i].path.rel);
-    }
-    if (rc == 0) rc = nj_hash_paths(paths, nin, &c->hc, hashes, dirs, err);
     for (size_t i = 0; i < nin && rc == 0; i++) {
         char hex[NJ_HASH_HEX_SIZE];
         nj_hash_hex(&hashes[i], hex);
@@ -392,7 +392,7 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
             rc = nj_err_set(err, NJ_ENOTFOUND, "code '%s' does not exist", inst->code[i].rel);
             break;
         }
-        if ((rc = hash_thing(c, inst->code[i].abs, &kind, &h, NULL, err)) < 0) break;
+        if ((rc = hash_thing(c, inst->code[i].abs, &kind, &h, err)) < 0) break;
         nj_hash_hex(&h, hex);
         nj_buf_reset(&line);
         nj_buf_puts(&line, "code ");
@@ -461,8 +461,7 @@ static int output_matches(nj_cache *c, const nj_path_pair *path, const recorded_
 {
     char kind;
     nj_hash h;
-    if (!nj_fs_exists(path->abs)) return 0;
-    if (hash_thing(c, path->abs, &kind, &h, NULL, NULL) < 0) return 0;
+    if (hash_thing(c, path->abs, &kind, &h, NULL) < 0) return 0; /* missing or unreadable */
     return kind == r->kind && nj_hash_equal(&h, &r->hash);
 }
 
