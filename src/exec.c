@@ -216,7 +216,7 @@ static void report(runner *r, nj_event *ev)
     pr.dates_total = r->ndays;
     pr.dates_done = r->dates_done;
     pr.elapsed_ms = nj_time_mono_ms() - r->start_mono;
-    for (size_t i = 0; i < r->plan->n && pr.nrunning_names < 8; i++)
+    for (size_t i = 0; r->running && i < r->plan->n && pr.nrunning_names < 8; i++)
         if (r->nodes[i].pid > 0) pr.running_names[pr.nrunning_names++] = r->plan->nodes[i].stage->name;
     r->opts->report(r->opts->report_ctx, ev, &pr);
 }

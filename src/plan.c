@@ -72,10 +72,22 @@ static uint64_t node_key(size_t stage, int32_t day)
     return ((uint64_t)stage << 32) ^ (uint32_t)day;
 }
 
+/* splitmix64's finaliser: every bit of the key reaches the low bits, which
+ * the mask keeps (a plain multiply leaves the stage, in the high half, out
+ * of them, and every stage of one date collides). */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 static size_t *table_slot(builder *b, uint64_t key)
 {
     size_t mask = b->table_cap - 1;
-    for (size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & mask;; i = (i + 1) & mask)
+    for (size_t i = (size_t)mix(key) & mask;; i = (i + 1) & mask)
         if (!b->vals[i] || b->keys[i] == key) {
             b->keys[i] = key;
             return &b->vals[i];

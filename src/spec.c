@@ -1454,19 +1454,22 @@ static void check_stage_refs(loader *L, size_t i)
     stage_extra *x = &L->extra[i];
     target t = {L, x->prefix, &x->set, i, NULL};
 
-    const char **names = stage_names(p);
-    for (size_t k = 0; k < s->nneeds; k++)
-        if (find_stage_n(p, s->needs[k].name, strlen(s->needs[k].name)) == p->nstages)
-            report(L, s->needs[k].mark, "%sneeds unknown stage '%s'%s", x->prefix, s->needs[k].name,
-                   did_you_mean(s->needs[k].name, names, p->nstages));
-    free(names);
-
-    names = param_names(p);
-    for (size_t k = 0; k < s->nparams; k++)
-        if (!nj_pipeline_param(p, s->params[k].name))
-            report(L, s->params[k].mark, "%sunknown param '%s'%s", x->prefix, s->params[k].name,
-                   did_you_mean(s->params[k].name, names, p->nparams));
-    free(names);
+    /* The candidate lists for "did you mean" are built only for an error:
+     * building them per stage made loading quadratic in the stage count. */
+    for (size_t k = 0; k < s->nneeds; k++) {
+        if (find_stage_n(p, s->needs[k].name, strlen(s->needs[k].name)) < p->nstages) continue;
+        const char **names = stage_names(p);
+        report(L, s->needs[k].mark, "%sneeds unknown stage '%s'%s", x->prefix, s->needs[k].name,
+               did_you_mean(s->needs[k].name, names, p->nstages));
+        free(names);
+    }
+    for (size_t k = 0; k < s->nparams; k++) {
+        if (nj_pipeline_param(p, s->params[k].name)) continue;
+        const char **names = param_names(p);
+        report(L, s->params[k].mark, "%sunknown param '%s'%s", x->prefix, s->params[k].name,
+               did_you_mean(s->params[k].name, names, p->nparams));
+        free(names);
+    }
 
     check_stage_deps(L, i);
 
