@@ -775,6 +775,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
             goto done;
         }
         out->kind = NJ_DECIDE_RUN;
+        out->cache_damaged = 1;
         snprintf(out->reason, sizeof(out->reason), "%.200s and the cached copy is unusable: %.400s",
                  diff, rerr.msg);
         rc = 0;
@@ -798,6 +799,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
         /* Objects gone or corrupt: forget the entry so it is recomputed. */
         if (restore) drop_entry(c, key->hex);
         out->kind = NJ_DECIDE_RUN;
+        out->cache_damaged = 1;
         snprintf(out->reason, sizeof(out->reason), "%.300s; the cached result is unusable: %.400s",
                  why, rerr.msg);
         rc = 0;

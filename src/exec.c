@@ -350,7 +350,7 @@ static int settled_by_cache(node_run *n)
     }
     if (d.kind == NJ_DECIDE_RUN) {
         n->run_reason = nj_xstrdup(d.reason);
-        if (strstr(d.reason, "unusable")) {
+        if (d.cache_damaged) {
             /* Not routine: the store lost or damaged an object. Say so. */
             nj_event ev = node_event(n, NJ_EVENT_CACHE_PROBLEM);
             ev.reason = d.reason;

@@ -84,6 +84,7 @@ typedef enum { NJ_DECIDE_RUN, NJ_DECIDE_CACHED, NJ_DECIDE_UP_TO_DATE } nj_decide
 
 typedef struct nj_decision {
     nj_decide_kind kind;
+    int cache_damaged; /* run because a cached result's objects were missing or corrupt */
     char reason[768]; /* "never run", "param 'l2' changed 0.1 -> 0.2", "output 'x' missing", ... */
 } nj_decision;
 
