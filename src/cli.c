@@ -28,6 +28,7 @@ static const char usage_text[] =
     "  why        whether each stage would run, be restored or stay, and why\n"
     "  gc         remove cache entries and objects nothing needs any more\n"
     "  verify     rehash the cache's objects and check its entries\n"
+    "  snapshot   list, restore or create the archives that freeze a date's inputs\n"
     "\n"
     "Run 'nightjar VERB --help' for a verb's options. 'nightjar --version' prints the version.\n"
     "\n"
