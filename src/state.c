@@ -151,6 +151,69 @@ static const char *const migrations[] = {
     "  size INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (pipeline, stage, ds, run_id)) WITHOUT ROWID;",
+    /* 4 -> 5: what a run released (release.h). The model registry's own
+     * tables are created by registry.c.
+     * runs.git_commit: HEAD of the git repository holding the pipeline file.
+     * stage_metrics: the newest metrics document of each stage instance that
+     *   declares `metrics:` (hash: of the file, so an unchanged one is not
+     *   written again).
+     * gate_decisions: every verdict of a gate that changed something: promoted
+     *   (candidate became champion), held (it failed a rule; baseline keeps
+     *   scoring) or kept (it passed but was not promoted: older than the
+     *   champion, or rolled back by hand before); checks is the gate result
+     *   as JSON (gate.h).
+     * model_sources: the training stage instance behind each model version,
+     *   with its key and key text as they were when the model was registered.
+     * publications: every publish of a table's date, with the key and output
+     *   hash of the stage that produced the rows (lineage reads these). */
+    "ALTER TABLE runs ADD COLUMN git_commit TEXT;"
+    "CREATE TABLE stage_metrics ("
+    "  pipeline TEXT NOT NULL,"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  run_id INTEGER NOT NULL,"
+    "  metrics TEXT NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  recorded_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (pipeline, stage, ds)) WITHOUT ROWID;"
+    "CREATE TABLE gate_decisions ("
+    "  id INTEGER PRIMARY KEY,"
+    "  pipeline TEXT NOT NULL,"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  run_id INTEGER NOT NULL,"
+    "  candidate TEXT NOT NULL,"
+    "  baseline TEXT,"
+    "  decision TEXT NOT NULL,"
+    "  passed INTEGER NOT NULL,"
+    "  checks TEXT NOT NULL,"
+    "  detail TEXT,"
+    "  decided_ms INTEGER NOT NULL);"
+    "CREATE INDEX gate_decisions_by_date ON gate_decisions(pipeline, stage, ds, id);"
+    "CREATE TABLE model_sources ("
+    "  version TEXT PRIMARY KEY,"
+    "  stage TEXT NOT NULL,"
+    "  ds TEXT NOT NULL DEFAULT '',"
+    "  key TEXT,"
+    "  components TEXT);"
+    "CREATE TABLE publications ("
+    "  id INTEGER PRIMARY KEY,"
+    "  pipeline TEXT NOT NULL,"
+    "  table_name TEXT NOT NULL,"
+    "  ds TEXT NOT NULL,"
+    "  run_id INTEGER NOT NULL,"
+    "  model_version TEXT,"
+    "  rows INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  published_ms INTEGER NOT NULL,"
+    "  serving_db TEXT NOT NULL,"
+    "  serving_id INTEGER NOT NULL,"
+    "  stage TEXT NOT NULL,"
+    "  source_hash TEXT NOT NULL,"
+    "  source_key TEXT,"
+    "  source_components TEXT,"
+    "  spec_hash TEXT NOT NULL);"
+    "CREATE INDEX publications_by_table ON publications(pipeline, table_name, ds, id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

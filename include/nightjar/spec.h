@@ -86,6 +86,24 @@ typedef struct nj_out {
     nj_mark mark;
 } nj_out;
 
+/* `gate:` - the promotion gate of a stage that evaluates a candidate model
+ * and writes `metrics:` (a JSON file):
+ *     metrics: metrics                        # the out holding the JSON
+ *     gate:
+ *       candidate: {stage: train, out: model} # the model being judged
+ *       metrics: overall.model                # its metrics in the JSON ("": the top)
+ *       champion_metrics: overall.champion    # the champion's, same evaluation data
+ *       rules: ["auc >= 0.60", "auc >= champion.auc - 0.002"]
+ * At most one stage of a pipeline has a gate. */
+typedef struct nj_gate_spec {
+    char *stage, *out;  /* the candidate model: an output of another stage */
+    nj_mark stage_mark, out_mark, mark; /* mark: of the `gate` key */
+    char *candidate_root; /* dotted path below which the candidate's metrics are */
+    char *champion_root;  /* the same for the champion */
+    nj_strs rules;        /* as written, parsed by gate.h */
+    nj_mark *rule_marks;  /* parallel to rules */
+} nj_gate_spec;
+
 typedef struct nj_stage {
     char *name; /* [A-Za-z0-9_.-]+ */
     nj_mark mark; /* of the stage's key */
@@ -112,7 +130,33 @@ typedef struct nj_stage {
     int retries;   /* extra attempts after the first */
     int64_t retry_delay_ms, retry_delay_max_ms;
     int64_t timeout_ms; /* 0: no timeout */
+    char *metrics;      /* `metrics:`: the name of the output holding a JSON document, or NULL */
+    nj_mark metrics_mark;
+    nj_gate_spec *gate; /* or NULL */
+    int uses_champion;  /* cmd has {{models.champion}}; the stage then also `needs`
+                           the gate stage, unless it is the gate stage */
 } nj_stage;
+
+/* `publish:` - tables of the serving database loaded from stage outputs:
+ *     publish:
+ *       database: serving/flights.db          # default serving/<pipeline>.db
+ *       tables:
+ *         flight_delay_risk:
+ *           from: {stage: score, out: predictions}
+ *           columns: {flight_id: text, p_delay: real}
+ *           key: [flight_id]
+ *           keep_partitions: 60
+ * The column and key arrays are shaped for publish.h (nj_publish_table). */
+typedef struct nj_publish_spec {
+    char *name;
+    char *stage, *out; /* `from` */
+    nj_mark mark, from_mark;
+    struct nj_publish_column *columns; /* names owned by the pipeline */
+    size_t ncolumns;
+    char **key;
+    size_t nkey;
+    int keep_partitions; /* 0: keep all */
+} nj_publish_spec;
 
 typedef struct nj_pipeline {
     char *file;      /* the path as given, used in every diagnostic */
@@ -126,6 +170,10 @@ typedef struct nj_pipeline {
     size_t nparams;
     nj_stage *stages;
     size_t nstages;
+    char *publish_db; /* absolute path of the serving database; NULL without `publish:` */
+    nj_publish_spec *tables;
+    size_t ntables;
+    const nj_stage *gate_stage; /* the one stage with a `gate:`, or NULL */
 } nj_pipeline;
 
 /* Defaults applied when neither the stage nor `defaults:` says otherwise. */
