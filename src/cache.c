@@ -926,3 +926,18 @@ int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input 
     last_key_release(&last);
     return rc;
 }
+
+int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(c->idb,
+                           "INSERT OR IGNORE INTO pins (hash, workspace, reason) VALUES (?, ?, ?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return idb_error(c, err, "cannot pin an object");
+    sqlite3_bind_text(q, 1, hash_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->p->workspace, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, reason, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : idb_error(c, err, "cannot pin an object");
+    sqlite3_finalize(q);
+    return rc;
+}

@@ -27,7 +27,7 @@ static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_str
             else
                 snprintf(ex[i].reason, sizeof(ex[i].reason), "never run");
         }
-    } else if (nj_explain_plan(plan, cache, ex, &err) < 0) {
+    } else if (nj_explain_plan(plan, cache, NULL, ex, &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
     }

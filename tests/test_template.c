@@ -42,7 +42,7 @@ static const char *demo = "pipeline: demo\n"
 static char *render(const nj_pipeline *p, const char *stage, const char *tmpl, const char *ds,
                     int quote, int absolute)
 {
-    nj_render_ctx ctx = {p, stage ? nj_pipeline_stage(p, stage) : NULL, ds, quote, absolute};
+    nj_render_ctx ctx = {p, stage ? nj_pipeline_stage(p, stage) : NULL, ds, quote, absolute, NULL};
     nj_err err = {0};
     char *out = NULL;
     cr_assert_eq(nj_template_render(tmpl, &ctx, &out, &err), 0, "%s: %s", tmpl, err.msg);
@@ -208,7 +208,7 @@ Test(template, logical_date_and_arithmetic)
 Test(template, render_errors_name_the_expression)
 {
     nj_pipeline *p = load_ok(demo);
-    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0};
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0, NULL};
     nj_err err = {0};
     char *out = (char *)1;
     cr_assert_eq(nj_template_render("x {{ds}}", &ctx, &out, &err), NJ_ENOTFOUND);
@@ -330,7 +330,7 @@ Test(template, window_paths_for_the_planner)
 Test(template, deps_render_errors)
 {
     nj_pipeline *p = load_ok(daily);
-    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "report"), "2001-01-05", 1, 0};
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "report"), "2001-01-05", 1, 0, NULL};
     nj_err err = {0};
     char *out = (char *)1;
     cr_assert_eq(nj_template_render("{{deps.lookup.t}}", &ctx, &out, &err), NJ_ENOTFOUND);

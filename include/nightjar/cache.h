@@ -117,6 +117,10 @@ int nj_cache_store_outputs(nj_cache *c, const nj_instance *inst, int worker, cha
 int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *key,
                             const char *outputs, int64_t run_id, nj_err *err);
 
+/* Keeps object `hash_hex` whatever gc decides (registered models), for this
+ * workspace; `reason` says why ("model"). Pinning twice changes nothing. */
+int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err);
+
 /* Why `inst` would run: the differences between `key` and the instance's last
  * recorded key, e.g. "never run", "cmd changed", "dep 'data/raw.csv' changed
  * (sha256 1a2b3c... -> 9f8e7d...)", "param 'l2' changed 0.1 -> 0.2",
