@@ -346,3 +346,23 @@ Test(template, deps_render_errors)
     cr_assert_str_eq(err.msg, "'{{deps.features.table}}' outside a stage");
     nj_pipeline_free(p);
 }
+
+Test(template, champion_renders_the_model_path_or_an_empty_word)
+{
+    nj_pipeline *p = load_ok(demo);
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0, "/store/ab cd"};
+    char *out = NULL;
+    nj_err err = {0};
+    cr_assert_eq(nj_template_render("eval --champion {{models.champion}}", &ctx, &out, &err), 0,
+                 "%s", err.msg);
+    cr_assert_str_eq(out, "eval --champion '/store/ab cd'");
+    free(out);
+    ctx.champion = NULL;
+    cr_assert_eq(nj_template_render("eval --champion {{ models.champion }}", &ctx, &out, &err), 0);
+    cr_assert_str_eq(out, "eval --champion ''", "no champion is one empty word, not a missing one");
+    free(out);
+    ctx.shell_quote = 0;
+    cr_assert_eq(nj_template_render("{{models.champion}}/x", &ctx, &out, &err), 0);
+    free(out);
+    nj_pipeline_free(p);
+}
