@@ -64,6 +64,11 @@ const char *nj_cache_dir(const nj_cache *c);
 /* The run cache's database (index.db), for gc and verify; borrowed. */
 struct sqlite3 *nj_cache_index(nj_cache *c);
 
+/* Keeps the object `hash_hex` through every gc of this cache, for this
+ * workspace and `reason` (e.g. "model"): registered models, published data.
+ * Pinning it again changes nothing. */
+int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err);
+
 /* Groups many decisions and records into one transaction on each database
  * (a no-op run of a thousand stages is then two commits, not thousands). */
 int nj_cache_begin(nj_cache *c, nj_err *err);
