@@ -30,6 +30,7 @@ static const char usage_text[] =
     "  verify     rehash the cache's objects and check its entries\n"
     "  snapshot   list, restore or create the archives that freeze a date's inputs\n"
     "  models     list the registered models; promote or roll back the champion\n"
+    "  metrics    each stage's recorded metrics per date, with the gate's decisions\n"
     "\n"
     "Run 'nightjar VERB --help' for a verb's options. 'nightjar --version' prints the version.\n"
     "\n"
@@ -52,6 +53,7 @@ static const verb verbs[] = {
     {"status", cli_status},   {"history", cli_history},   {"logs", cli_logs},
     {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
     {"backfill", cli_backfill}, {"snapshot", cli_snapshot}, {"models", cli_models},
+    {"metrics", cli_metrics},
 };
 
 /* libuv's thread pool (hashing, storing outputs) has 4 threads unless told

@@ -16,6 +16,7 @@
  * a registry that was never opened reads as empty.
  */
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,43 @@ static void put_line(nj_buf *line)
         line->data[--line->len] = '\0';
     puts(line->data);
     nj_buf_reset(line);
+}
+
+static char *column_dup(sqlite3_stmt *q, int i)
+{
+    return nj_xstrdup((const char *)sqlite3_column_text(q, i));
+}
+
+static int db_fail(sqlite3 *db, const char *what)
+{
+    cli_error("%s in '%s': %s", what, sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+    return NJ_EXIT_SYSTEM;
+}
+
+/* Prepares `sql` and binds the text arguments that follow (NULL ends them;
+ * a NULL argument cannot be bound this way). Returns an exit code. */
+static int prepare(sqlite3 *db, sqlite3_stmt **q, const char *sql, ...) __attribute__((sentinel));
+static int prepare(sqlite3 *db, sqlite3_stmt **q, const char *sql, ...)
+{
+    if (sqlite3_prepare_v2(db, sql, -1, q, NULL) != SQLITE_OK)
+        return db_fail(db, "cannot read the state database");
+    va_list ap;
+    va_start(ap, sql);
+    const char *arg;
+    for (int i = 1; (arg = va_arg(ap, const char *)) != NULL; i++)
+        sqlite3_bind_text(*q, i, arg, -1, SQLITE_TRANSIENT);
+    va_end(ap);
+    return NJ_EXIT_OK;
+}
+
+/* Steps `q`: 1 for a row, 0 when done, -1 on an error (printed). */
+static int step(sqlite3 *db, sqlite3_stmt *q)
+{
+    int s = sqlite3_step(q);
+    if (s == SQLITE_ROW) return 1;
+    if (s == SQLITE_DONE) return 0;
+    db_fail(db, "cannot read the state database");
+    return -1;
 }
 
 static int table_exists(sqlite3 *db, const char *name)
@@ -577,6 +615,361 @@ int cli_models(int argc, char **argv)
     if (!(code = locked_open(&l, names[t], a.positional[0], wait_ms)))
         code = which == PROMOTE ? models_promote(&l, a.positional[1]) : models_rollback(&l);
     locked_close(&l);
+out_args:
+    cli_args_release(&a);
+    return code;
+}
+
+/* ---- metrics -------------------------------------------------------------- */
+
+static const char metrics_help[] =
+    "usage: nightjar metrics PIPELINE [--stage S] [--last N] [--json]\n"
+    "\n"
+    "The metrics each stage with `metrics:` recorded, per date, newest first (the\n"
+    "last N dates, default 30), one table per stage: date, run, a column per number\n"
+    "and, where a gate judged that date's candidate model, its decision (promoted,\n"
+    "held with the failing rules, or kept). For the gate's stage the numbers are\n"
+    "those under the gate's candidate metrics (e.g. overall.model); for others the\n"
+    "top-level numbers of the document.\n"
+    "\n"
+    "--json prints an array of {stage, ds, run_id, recorded_ms, metrics: <the whole\n"
+    "document>, gate: {decision, passed, checks, candidate, baseline, run_id,\n"
+    "decided_ms, detail} or null}.\n";
+
+typedef struct gate_row {
+    char *decision, *checks, *candidate, *baseline, *detail;
+    int passed;
+    int64_t run_id, decided_ms;
+} gate_row;
+
+typedef struct metric_row {
+    char *stage, *ds, *metrics;
+    int64_t run_id, recorded_ms;
+    int has_gate;
+    gate_row gate;
+} metric_row;
+
+static void metric_row_release(metric_row *r)
+{
+    free(r->stage);
+    free(r->ds);
+    free(r->metrics);
+    free(r->gate.decision);
+    free(r->gate.checks);
+    free(r->gate.candidate);
+    free(r->gate.baseline);
+    free(r->gate.detail);
+}
+
+/* The gate's stage of `stage_name`, or NULL when it has no gate. */
+static const nj_stage *gate_of(const nj_pipeline *p, const char *stage_name)
+{
+    const nj_stage *g = p->gate_stage;
+    return g && g->gate && strcmp(g->name, stage_name) == 0 ? g : NULL;
+}
+
+/* The newest gate decision about (stage, ds): recorded under the stage that
+ * has the gate, or under the candidate's training stage. */
+static int read_gate_row(sqlite3 *db, const nj_pipeline *p, metric_row *r)
+{
+    const nj_stage *g = gate_of(p, r->stage);
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT decision, passed, checks, candidate, baseline, detail, run_id, "
+                       "decided_ms FROM gate_decisions WHERE pipeline = ?1 AND ds = ?2 AND "
+                       "stage IN (?3, ?4) ORDER BY id DESC LIMIT 1",
+                       p->name, r->ds, r->stage, g ? g->gate->stage : r->stage, (char *)NULL);
+    if (code) return code;
+    int row = step(db, q);
+    if (row > 0) {
+        r->has_gate = 1;
+        r->gate.decision = column_dup(q, 0);
+        r->gate.passed = sqlite3_column_int(q, 1);
+        r->gate.checks = column_dup(q, 2);
+        r->gate.candidate = column_dup(q, 3);
+        r->gate.baseline = column_dup(q, 4);
+        r->gate.detail = column_dup(q, 5);
+        r->gate.run_id = sqlite3_column_int64(q, 6);
+        r->gate.decided_ms = sqlite3_column_int64(q, 7);
+    }
+    sqlite3_finalize(q);
+    return row < 0 ? NJ_EXIT_SYSTEM : NJ_EXIT_OK;
+}
+
+/* The newest `last` rows of each stage (all stages, or `only`), grouped by
+ * stage, newest date first. */
+static int read_metric_rows(sqlite3 *db, const nj_pipeline *p, const char *only, int last,
+                            metric_row **out, size_t *n)
+{
+    sqlite3_stmt *q;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    int code = prepare(db, &q,
+                       "SELECT stage, ds, run_id, metrics, recorded_ms FROM stage_metrics "
+                       "WHERE pipeline = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY stage, ds DESC",
+                       p->name, (char *)NULL);
+    if (code) return code;
+    if (only) sqlite3_bind_text(q, 2, only, -1, SQLITE_STATIC);
+    int row, in_stage = 0;
+    while ((row = step(db, q)) > 0) {
+        const char *stage = (const char *)sqlite3_column_text(q, 0);
+        if (*n && strcmp((*out)[*n - 1].stage, stage) == 0) {
+            if (in_stage >= last) continue;
+        } else {
+            in_stage = 0;
+        }
+        in_stage++;
+        nj_grow(out, &cap, *n + 1, sizeof(**out));
+        metric_row *r = &(*out)[(*n)++];
+        memset(r, 0, sizeof(*r));
+        r->stage = column_dup(q, 0);
+        r->ds = column_dup(q, 1);
+        r->run_id = sqlite3_column_int64(q, 2);
+        r->metrics = column_dup(q, 3);
+        r->recorded_ms = sqlite3_column_int64(q, 4);
+    }
+    sqlite3_finalize(q);
+    if (row < 0) return NJ_EXIT_SYSTEM;
+    for (size_t i = 0; i < *n; i++)
+        if ((code = read_gate_row(db, p, &(*out)[i]))) return code;
+    return NJ_EXIT_OK;
+}
+
+static void print_gate_json(const metric_row *r)
+{
+    if (!r->has_gate) {
+        printf("null");
+        return;
+    }
+    const gate_row *g = &r->gate;
+    printf("{\"decision\": ");
+    cli_json_str(stdout, g->decision);
+    printf(", \"passed\": %s, \"checks\": ", g->passed ? "true" : "false");
+    write_stored_json(stdout, g->checks);
+    printf(", \"candidate\": ");
+    cli_json_str(stdout, g->candidate);
+    printf(", \"baseline\": ");
+    cli_json_str(stdout, g->baseline);
+    printf(", \"run_id\": %lld, \"decided_ms\": %lld, \"detail\": ", (long long)g->run_id,
+           (long long)g->decided_ms);
+    cli_json_str(stdout, g->detail);
+    printf("}");
+}
+
+/* "promoted 3ceeedf0a41d", "held 3ceeedf0a41d: auc >= 0.6: 0.55 >= 0.6 → FAIL; ...".
+ * A hold's failing rules come from its detail, else from the FAIL checks. */
+static void gate_text(const gate_row *g, nj_buf *out)
+{
+    nj_buf_printf(out, "%s %.12s", g->decision, g->candidate ? g->candidate : "?");
+    if (strcmp(g->decision, "held") != 0) return;
+    const char *sep = ": ";
+    if (g->detail && *g->detail) {
+        const char *s = g->detail;
+        while (*s) {
+            size_t len = strcspn(s, "\n");
+            if (len) {
+                nj_buf_puts(out, sep);
+                nj_buf_add(out, s, len);
+                sep = "; ";
+            }
+            s += len;
+            if (*s) s++;
+        }
+        return;
+    }
+    nj_json *checks = parse_stored(g->checks);
+    const nj_json *list = nj_json_get(checks, "checks");
+    for (size_t i = 0; list && list->type == NJ_JSON_ARRAY && i < list->len; i++) {
+        const nj_json *outcome = nj_json_get(&list->items[i], "outcome");
+        const nj_json *text = nj_json_get(&list->items[i], "text");
+        if (!outcome || outcome->type != NJ_JSON_STRING || strcmp(outcome->string, "fail") != 0 ||
+            !text || text->type != NJ_JSON_STRING)
+            continue;
+        nj_buf_printf(out, "%s%s", sep, text->string);
+        sep = "; ";
+    }
+    nj_json_free(checks);
+}
+
+#define MAX_METRIC_COLUMNS 8
+
+/* One table: the rows [from, to) of one stage. */
+static void print_metric_table(const nj_pipeline *p, const metric_row *rows, size_t from,
+                               size_t to)
+{
+    const nj_stage *g = gate_of(p, rows[from].stage);
+    const char *root = g ? g->gate->candidate_root : NULL;
+    nj_json **docs = nj_xcalloc(to - from, sizeof(nj_json *));
+    const char *cols[MAX_METRIC_COLUMNS];
+    size_t ncols = 0, more = 0;
+    int any_gate = g != NULL;
+    for (size_t i = from; i < to; i++) {
+        docs[i - from] = parse_stored(rows[i].metrics);
+        any_gate |= rows[i].has_gate;
+        const nj_json *obj = nj_json_path(docs[i - from], root);
+        for (size_t k = 0; obj && obj->type == NJ_JSON_OBJECT && k < obj->len; k++) {
+            if (obj->items[k].type != NJ_JSON_NUMBER) continue;
+            size_t c = 0;
+            while (c < ncols && strcmp(cols[c], obj->keys[k]) != 0)
+                c++;
+            if (c < ncols) continue;
+            if (ncols < MAX_METRIC_COLUMNS)
+                cols[ncols++] = obj->keys[k];
+            else
+                more++;
+        }
+    }
+    printf("%s", rows[from].stage);
+    if (root && *root) printf(" (metrics under '%s', judged by the gate)", root);
+    if (more) printf(" (%zu more numbers in --json)", more);
+    printf("\n");
+    nj_buf line;
+    nj_buf_init(&line);
+    nj_buf_printf(&line, "%-10s  %6s", "DATE", "RUN");
+    for (size_t c = 0; c < ncols; c++)
+        nj_buf_printf(&line, "  %-10s", cols[c]);
+    if (any_gate) nj_buf_puts(&line, "  GATE");
+    put_line(&line);
+    for (size_t i = from; i < to; i++) {
+        const metric_row *r = &rows[i];
+        nj_buf_printf(&line, "%-10s  %6lld", *r->ds ? r->ds : "-", (long long)r->run_id);
+        const nj_json *obj = nj_json_path(docs[i - from], root);
+        for (size_t c = 0; c < ncols; c++) {
+            const nj_json *v = nj_json_get(obj, cols[c]);
+            char num[32] = "-";
+            if (v && v->type == NJ_JSON_NUMBER) format_number(v->number, num, sizeof(num));
+            nj_buf_printf(&line, "  %-10s", num);
+        }
+        if (any_gate) {
+            nj_buf_puts(&line, "  ");
+            if (r->has_gate)
+                gate_text(&r->gate, &line);
+            else
+                nj_buf_puts(&line, "-");
+        }
+        put_line(&line);
+    }
+    nj_buf_release(&line);
+    for (size_t i = from; i < to; i++)
+        nj_json_free(docs[i - from]);
+    free(docs);
+}
+
+/* The position of a stage in the pipeline file; unknown ones last. */
+static size_t stage_rank(const nj_pipeline *p, const char *name)
+{
+    const nj_stage *s = nj_pipeline_stage(p, name);
+    return s ? nj_pipeline_stage_index(p, s) : p->nstages;
+}
+
+static int compare_rows(const nj_pipeline *p, const metric_row *a, const metric_row *b)
+{
+    size_t ra = stage_rank(p, a->stage), rb = stage_rank(p, b->stage);
+    if (ra != rb) return ra < rb ? -1 : 1;
+    int c = strcmp(a->stage, b->stage);
+    if (c) return c;
+    return -strcmp(a->ds, b->ds);
+}
+
+/* Insertion sort by (pipeline order, stage, newest date): rows are few. */
+static void sort_metric_rows(const nj_pipeline *p, metric_row *rows, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        metric_row tmp = rows[i];
+        size_t j = i;
+        while (j > 0 && compare_rows(p, &rows[j - 1], &tmp) > 0) {
+            rows[j] = rows[j - 1];
+            j--;
+        }
+        rows[j] = tmp;
+    }
+}
+
+static int unknown_stage(const char *verb, const nj_pipeline *p, const char *name)
+{
+    const char **names = nj_xcalloc(p->nstages + 1, sizeof(char *));
+    for (size_t i = 0; i < p->nstages; i++)
+        names[i] = p->stages[i].name;
+    const char *hint = nj_suggest(name, names, p->nstages);
+    if (hint)
+        cli_error("%s: unknown stage '%s' (did you mean '%s'?)", verb, name, hint);
+    else
+        cli_error("%s: unknown stage '%s' in pipeline '%s'", verb, name, p->name);
+    free(names);
+    return NJ_EXIT_USAGE;
+}
+
+int cli_metrics(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--stage", NULL, 1}, {"--last", NULL, 1}, {"--json", NULL, 0}};
+    cli_args a;
+    int code = parse_verb("metrics", metrics_help, argc, argv, opts, 3, 1, 1, &a);
+    if (code >= 0) goto out_args;
+    int last;
+    if (parse_last("metrics", cli_value(&a, 1), 30, &last) < 0) {
+        code = NJ_EXIT_USAGE;
+        goto out_args;
+    }
+    const char *only = cli_value(&a, 0);
+    int json = cli_flag(&a, 2);
+    cli_session ss = {0};
+    metric_row *rows = NULL;
+    size_t n = 0;
+    if ((code = cli_session_load(&ss, a.positional[0])) || (code = cli_session_open(&ss, 0)))
+        goto out;
+    const nj_pipeline *p = ss.p;
+    if (ss.st && (code = read_metric_rows(nj_state_db(ss.st), p, only, last, &rows, &n))) goto out;
+    if (n == 0 && only) {
+        const nj_stage *s = nj_pipeline_stage(p, only);
+        if (!s) {
+            code = unknown_stage("metrics", p, only);
+            goto out;
+        }
+        if (!s->metrics) {
+            cli_error("metrics: stage '%s' declares no `metrics:` and none were recorded", only);
+            code = NJ_EXIT_FAILED;
+            goto out;
+        }
+    }
+    sort_metric_rows(p, rows, n);
+    if (json) {
+        printf("[");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s\n  {\"stage\": ", i ? "," : "");
+            cli_json_str(stdout, rows[i].stage);
+            printf(", \"ds\": ");
+            cli_json_str(stdout, *rows[i].ds ? rows[i].ds : NULL);
+            printf(", \"run_id\": %lld, \"recorded_ms\": %lld, \"metrics\": ",
+                   (long long)rows[i].run_id, (long long)rows[i].recorded_ms);
+            write_stored_json(stdout, rows[i].metrics);
+            printf(", \"gate\": ");
+            print_gate_json(&rows[i]);
+            printf("}");
+        }
+        printf("%s]\n", n ? "\n" : "");
+        goto out;
+    }
+    if (n == 0) {
+        if (only)
+            printf("no metrics recorded for stage '%s' of '%s' yet\n", only, p->name);
+        else
+            printf("no metrics recorded for '%s' yet\n", p->name);
+        goto out;
+    }
+    for (size_t from = 0; from < n;) {
+        size_t to = from + 1;
+        while (to < n && strcmp(rows[to].stage, rows[from].stage) == 0)
+            to++;
+        if (from) printf("\n");
+        print_metric_table(p, rows, from, to);
+        from = to;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        metric_row_release(&rows[i]);
+    free(rows);
+    cli_session_close(&ss);
 out_args:
     cli_args_release(&a);
     return code;

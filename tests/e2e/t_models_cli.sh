@@ -1,4 +1,5 @@
-# The release verbs on a real workspace: `models list/promote/rollback/events`. A real backfill makes the state database (schema,
+# The release verbs on a real workspace: `models list/promote/rollback/events`
+# and `metrics`. A real backfill makes the state database (schema,
 # runs, stage keys, snapshots, cache objects); the registry, metrics, gate and
 # publication rows a gated run would write are then inserted with sqlite3,
 # using the real model hashes and key texts of that backfill.
@@ -26,6 +27,8 @@ expect_exit 0 "$NJ" models list daily.yaml --json
 assert_eq "$(cat out.txt)" "[]"
 assert_eq "$(sql $DB "SELECT count(*) FROM sqlite_master WHERE name = 'models'")" 0 \
     "looking must not create the registry"
+expect_exit 0 "$NJ" metrics daily.yaml
+assert_contains out.txt "no metrics recorded for 'daily' yet"
 expect_exit 1 "$NJ" models rollback daily.yaml
 assert_contains err.txt "pipeline 'daily' has no previous model to roll back to"
 ok "an empty registry: list says so, rollback fails clearly"
@@ -158,9 +161,55 @@ expect_exit 0 "$NJ" gc daily.yaml --keep-runs 1 --min-age 0s
 [ -e "$(obj "$v6")" ] || fail "gc removed the pinned champion's object"
 ok "gc keeps the object of a model promoted by hand"
 
+# ---- metrics -----------------------------------------------------------------
+CHECKS_PASS='{"passed":true,"has_champion":true,"checks":[{"rule":"auc >= 0.6","outcome":"pass","value":0.64,"threshold":0.6,"text":"auc >= 0.6: 0.64 >= 0.6 → PASS"}]}'
+CHECKS_FAIL='{"passed":false,"has_champion":true,"checks":[{"rule":"auc >= 0.6","outcome":"fail","value":0.58,"threshold":0.6,"text":"auc >= 0.6: 0.58 >= 0.6 → FAIL"}]}'
+sqlite3 $DB <<SQL
+INSERT INTO stage_metrics VALUES
+  ('daily', 'train', '2001-01-04', 1, '$(printf "$M" 0.61 0.52 0.2)', 'h4', 1),
+  ('daily', 'train', '2001-01-05', 1, '$(printf "$M" 0.64 0.5 0.19)', 'h5', 2),
+  ('daily', 'train', '2001-01-06', 1, '$(printf "$M" 0.58 0.55 0.21)', 'h6', 3),
+  ('daily', 'features', '2001-01-06', 1, '{"rows": 120, "nested": {"x": 1}, "share": 0.25}', 'f6', 3);
+INSERT INTO gate_decisions (pipeline, stage, ds, run_id, candidate, baseline, decision, passed,
+                            checks, detail, decided_ms) VALUES
+  ('daily', 'train', '2001-01-05', 1, '$v5', '$v4', 'promoted', 1, '$CHECKS_PASS', NULL, 5),
+  ('daily', 'train', '2001-01-06', 1, '$v6', '$v5', 'held', 0, '$CHECKS_FAIL',
+   'auc >= 0.6: 0.58 >= 0.6 → FAIL', 6);
+SQL
+expect_exit 0 "$NJ" metrics daily.yaml
+assert_eq "$(sed -n 1p out.txt)" "features"
+assert_eq "$(sed -n 2p out.txt | tr -s ' ')" "DATE RUN rows share"
+assert_eq "$(sed -n 3p out.txt | tr -s ' ')" "2001-01-06 1 120 0.25"
+assert_eq "$(sed -n 5p out.txt)" "train"
+assert_eq "$(sed -n 6p out.txt | tr -s ' ')" "DATE RUN auc log_loss brier GATE"
+assert_eq "$(sed -n 7p out.txt | tr -s ' ')" \
+    "2001-01-06 1 0.58 0.55 0.21 held ${v6:0:12}: auc >= 0.6: 0.58 >= 0.6 → FAIL"
+assert_eq "$(sed -n 8p out.txt | tr -s ' ')" "2001-01-05 1 0.64 0.5 0.19 promoted ${v5:0:12}"
+assert_eq "$(sed -n 9p out.txt | tr -s ' ')" "2001-01-04 1 0.61 0.52 0.2 -"
+expect_exit 0 "$NJ" metrics daily.yaml --stage train --last 2
+assert_eq "$(wc -l < out.txt)" 4
+assert_not_contains out.txt "2001-01-04"
+assert_not_contains out.txt "features"
+expect_exit 0 "$NJ" metrics daily.yaml --json
+py_json "assert [(r['stage'], r['ds']) for r in d] == [('features', '2001-01-06'), \
+('train', '2001-01-06'), ('train', '2001-01-05'), ('train', '2001-01-04')]; \
+assert d[1]['gate']['decision'] == 'held' and d[1]['gate']['passed'] is False; \
+assert d[1]['gate']['checks']['checks'][0]['outcome'] == 'fail'; \
+assert d[1]['gate']['candidate'] == '$v6' and d[1]['gate']['baseline'] == '$v5'; \
+assert d[1]['metrics']['calibration'][0]['n'] == 3 and d[3]['gate'] is None" < out.txt
+expect_exit 2 "$NJ" metrics daily.yaml --stage trian
+assert_contains err.txt "metrics: unknown stage 'trian' (did you mean 'train'?)"
+expect_exit 1 "$NJ" metrics daily.yaml --stage ingest
+assert_contains err.txt "stage 'ingest' declares no \`metrics:\` and none were recorded"
+expect_exit 2 "$NJ" metrics daily.yaml --last 0
+ok "metrics: a table per stage, newest dates first, with the gate's decision; --json whole"
+
 expect_exit 0 "$NJ" --help
 assert_contains out.txt "  models     "
-expect_exit 0 "$NJ" models --help
-assert_contains out.txt "usage: nightjar models"
-ok "the verb is in nightjar --help and has its own"
+assert_contains out.txt "  metrics    "
+for v in "models" "metrics"; do
+    expect_exit 0 "$NJ" $v --help
+    assert_contains out.txt "usage: nightjar $v"
+done
+ok "the verbs are in nightjar --help and have their own"
 finish
