@@ -974,3 +974,654 @@ out_args:
     cli_args_release(&a);
     return code;
 }
+
+/* ---- lineage -------------------------------------------------------------- */
+
+static const char lineage_help[] =
+    "usage: nightjar lineage PIPELINE --table T --ds YYYY-MM-DD [--json]\n"
+    "\n"
+    "The chain behind one published date of a serving table, every link read from\n"
+    "the state database:\n"
+    "  publication    the newest publish of T for that date: run, rows, when, where\n"
+    "  run            that run: start, command line, git commit, nightjar version, host\n"
+    "  source key     the key text of the stage whose output was published\n"
+    "  model          the model version that stage used: its training stage and date,\n"
+    "                 metrics and aliases\n"
+    "  training key   the key text of the training stage instance (params, code and\n"
+    "                 input hashes)\n"
+    "  training dates each date the model was trained on and its snapshot archive\n"
+    "                 (the newest one written no later than the model's run)\n"
+    "  gate           the gate decision that promoted the model\n"
+    "A link that is not recorded is printed as missing. Exit 1 when the table has\n"
+    "no publication for that date (the published dates are listed).\n";
+
+typedef struct publication {
+    int64_t id, run_id, rows, duration_ms, published_ms, serving_id;
+    char *model_version, *serving_db, *stage, *source_hash, *source_key, *source_components,
+        *spec_hash;
+} publication;
+
+typedef struct run_info {
+    int found;
+    int64_t started_ms, ended_ms;
+    char *status, *args, *git_commit, *version, *host, *ds;
+} run_info;
+
+typedef struct model_source {
+    int found;
+    char *stage, *ds, *key, *components;
+} model_source;
+
+typedef struct training_date {
+    char *ds;
+    int found;
+    char *stage, *hash;
+    int64_t run_id, size;
+} training_date;
+
+typedef struct promotion {
+    int found;
+    int64_t id, run_id, decided_ms;
+    int passed;
+    char *stage, *ds, *baseline, *checks;
+    int64_t by_hand_ms; /* a promote or rollback typed by hand, when no gate promoted it */
+    char *by_hand_action;
+} promotion;
+
+typedef struct lineage {
+    const char *pipeline, *table, *ds;
+    publication pub;
+    run_info run;
+    int has_registry, has_model;
+    nj_model_record model;
+    model_source src;
+    training_date *dates;
+    size_t ndates;
+    int dates_known; /* the model's training_dates parsed as an array */
+    promotion promo;
+} lineage;
+
+static void lineage_release(lineage *l)
+{
+    publication *p = &l->pub;
+    free(p->model_version);
+    free(p->serving_db);
+    free(p->stage);
+    free(p->source_hash);
+    free(p->source_key);
+    free(p->source_components);
+    free(p->spec_hash);
+    free(l->run.status);
+    free(l->run.args);
+    free(l->run.git_commit);
+    free(l->run.version);
+    free(l->run.host);
+    free(l->run.ds);
+    nj_model_record_release(&l->model);
+    free(l->src.stage);
+    free(l->src.ds);
+    free(l->src.key);
+    free(l->src.components);
+    for (size_t i = 0; i < l->ndates; i++) {
+        free(l->dates[i].ds);
+        free(l->dates[i].stage);
+        free(l->dates[i].hash);
+    }
+    free(l->dates);
+    free(l->promo.stage);
+    free(l->promo.ds);
+    free(l->promo.baseline);
+    free(l->promo.checks);
+    free(l->promo.by_hand_action);
+}
+
+/* Lists, in the error for a table or date that was never published, what
+ * was: the table's dates (newest first), or the tables published at all. */
+static int explain_unpublished(sqlite3 *db, const nj_pipeline *p, const char *table,
+                               const char *ds)
+{
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT ds, count(*) OVER () FROM (SELECT DISTINCT ds FROM publications "
+                       "WHERE pipeline = ?1 AND table_name = ?2) ORDER BY ds DESC LIMIT 10",
+                       p->name, table, (char *)NULL);
+    if (code) return code;
+    nj_buf list;
+    nj_buf_init(&list);
+    int row;
+    long long total = 0;
+    while ((row = step(db, q)) > 0) {
+        nj_buf_printf(&list, "%s%s", list.len ? ", " : "", sqlite3_column_text(q, 0));
+        total = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    if (row < 0) goto out;
+    if (total) {
+        cli_error("lineage: table '%s' of '%s' has no publication for %s; published dates "
+                  "(newest first): %s%s",
+                  table, p->name, ds, list.data, total > 10 ? ", ..." : "");
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    /* Never published: name the tables that were, and the declared ones. */
+    nj_buf_reset(&list);
+    nj_strs names = {0};
+    if ((code = prepare(db, &q,
+                        "SELECT DISTINCT table_name FROM publications WHERE pipeline = ?1 "
+                        "ORDER BY table_name",
+                        p->name, (char *)NULL)))
+        goto out;
+    while ((row = step(db, q)) > 0)
+        nj_strs_push(&names, (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    if (row < 0) {
+        nj_strs_release(&names);
+        code = NJ_EXIT_SYSTEM;
+        goto out;
+    }
+    for (size_t i = 0; i < names.len; i++)
+        nj_buf_printf(&list, "%s%s", i ? ", " : "", names.items[i]);
+    for (size_t i = 0; i < p->ntables; i++)
+        if (!nj_strs_contains(&names, p->tables[i].name)) nj_strs_push(&names, p->tables[i].name);
+    const char *hint = nj_suggest(table, (const char *const *)names.items, names.len);
+    char *did_you_mean = hint ? nj_xasprintf(" (did you mean '%s'?)", hint) : nj_xstrdup("");
+    if (list.len)
+        cli_error("lineage: table '%s' of '%s' was never published%s; published tables: %s",
+                  table, p->name, did_you_mean, list.data);
+    else
+        cli_error("lineage: table '%s' of '%s' was never published%s; nothing has been "
+                  "published yet",
+                  table, p->name, did_you_mean);
+    free(did_you_mean);
+    nj_strs_release(&names);
+    code = NJ_EXIT_FAILED;
+out:
+    nj_buf_release(&list);
+    return row < 0 ? NJ_EXIT_SYSTEM : code;
+}
+
+static int read_publication(sqlite3 *db, const nj_pipeline *p, lineage *l)
+{
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT id, run_id, rows, duration_ms, published_ms, serving_id, "
+                       "model_version, serving_db, stage, source_hash, source_key, "
+                       "source_components, spec_hash FROM publications WHERE pipeline = ?1 AND "
+                       "table_name = ?2 AND ds = ?3 ORDER BY id DESC LIMIT 1",
+                       p->name, l->table, l->ds, (char *)NULL);
+    if (code) return code;
+    int row = step(db, q);
+    if (row > 0) {
+        publication *pub = &l->pub;
+        pub->id = sqlite3_column_int64(q, 0);
+        pub->run_id = sqlite3_column_int64(q, 1);
+        pub->rows = sqlite3_column_int64(q, 2);
+        pub->duration_ms = sqlite3_column_int64(q, 3);
+        pub->published_ms = sqlite3_column_int64(q, 4);
+        pub->serving_id = sqlite3_column_int64(q, 5);
+        pub->model_version = column_dup(q, 6);
+        pub->serving_db = column_dup(q, 7);
+        pub->stage = column_dup(q, 8);
+        pub->source_hash = column_dup(q, 9);
+        pub->source_key = column_dup(q, 10);
+        pub->source_components = column_dup(q, 11);
+        pub->spec_hash = column_dup(q, 12);
+    }
+    sqlite3_finalize(q);
+    if (row < 0) return NJ_EXIT_SYSTEM;
+    return row ? NJ_EXIT_OK : explain_unpublished(db, p, l->table, l->ds);
+}
+
+static int read_run(sqlite3 *db, int64_t run_id, run_info *r)
+{
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT started_ms, ended_ms, status, args, git_commit, version, host, ds "
+                       "FROM runs WHERE id = ?1",
+                       (char *)NULL);
+    if (code) return code;
+    sqlite3_bind_int64(q, 1, run_id);
+    int row = step(db, q);
+    if (row > 0) {
+        r->found = 1;
+        r->started_ms = sqlite3_column_int64(q, 0);
+        r->ended_ms = sqlite3_column_int64(q, 1);
+        r->status = column_dup(q, 2);
+        r->args = column_dup(q, 3);
+        r->git_commit = column_dup(q, 4);
+        r->version = column_dup(q, 5);
+        r->host = column_dup(q, 6);
+        r->ds = column_dup(q, 7);
+    }
+    sqlite3_finalize(q);
+    return row < 0 ? NJ_EXIT_SYSTEM : NJ_EXIT_OK;
+}
+
+static int read_model_source(sqlite3 *db, const char *version, model_source *s)
+{
+    sqlite3_stmt *q;
+    int code = prepare(db, &q, "SELECT stage, ds, key, components FROM model_sources WHERE "
+                               "version = ?1",
+                       version, (char *)NULL);
+    if (code) return code;
+    int row = step(db, q);
+    if (row > 0) {
+        s->found = 1;
+        s->stage = column_dup(q, 0);
+        s->ds = column_dup(q, 1);
+        s->key = column_dup(q, 2);
+        s->components = column_dup(q, 3);
+    }
+    sqlite3_finalize(q);
+    return row < 0 ? NJ_EXIT_SYSTEM : NJ_EXIT_OK;
+}
+
+/* For each training date, the archive of the newest snapshot written no
+ * later than the model's run (any run when the model has none). */
+static int read_training_dates(sqlite3 *db, const nj_pipeline *p, lineage *l)
+{
+    nj_json *dates = parse_stored(l->model.training_dates);
+    if (!dates || dates->type != NJ_JSON_ARRAY) {
+        nj_json_free(dates);
+        return NJ_EXIT_OK;
+    }
+    l->dates_known = 1;
+    l->dates = nj_xcalloc(dates->len + 1, sizeof(*l->dates));
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT stage, hash, run_id, size FROM snapshots WHERE pipeline = ?1 AND "
+                       "ds = ?2 AND run_id <= ?3 ORDER BY run_id DESC, stage LIMIT 1",
+                       p->name, (char *)NULL);
+    if (code) {
+        nj_json_free(dates);
+        return code;
+    }
+    sqlite3_bind_int64(q, 3, l->model.run_id ? l->model.run_id : INT64_MAX);
+    int row = 0;
+    for (size_t i = 0; i < dates->len && row >= 0; i++) {
+        const nj_json *d = &dates->items[i];
+        training_date *t = &l->dates[l->ndates++];
+        t->ds = nj_xstrdup(d->type == NJ_JSON_STRING ? d->string : "?");
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 2, t->ds, -1, SQLITE_STATIC);
+        if ((row = step(db, q)) > 0) {
+            t->found = 1;
+            t->stage = column_dup(q, 0);
+            t->hash = column_dup(q, 1);
+            t->run_id = sqlite3_column_int64(q, 2);
+            t->size = sqlite3_column_int64(q, 3);
+        }
+    }
+    sqlite3_finalize(q);
+    nj_json_free(dates);
+    return row < 0 ? NJ_EXIT_SYSTEM : NJ_EXIT_OK;
+}
+
+static int read_promotion(sqlite3 *db, const nj_pipeline *p, const char *version, int has_events,
+                          promotion *pr)
+{
+    sqlite3_stmt *q;
+    int code = prepare(db, &q,
+                       "SELECT id, run_id, decided_ms, passed, stage, ds, baseline, checks FROM "
+                       "gate_decisions WHERE pipeline = ?1 AND candidate = ?2 AND decision = "
+                       "'promoted' ORDER BY id DESC LIMIT 1",
+                       p->name, version, (char *)NULL);
+    if (code) return code;
+    int row = step(db, q);
+    if (row > 0) {
+        pr->found = 1;
+        pr->id = sqlite3_column_int64(q, 0);
+        pr->run_id = sqlite3_column_int64(q, 1);
+        pr->decided_ms = sqlite3_column_int64(q, 2);
+        pr->passed = sqlite3_column_int(q, 3);
+        pr->stage = column_dup(q, 4);
+        pr->ds = column_dup(q, 5);
+        pr->baseline = column_dup(q, 6);
+        pr->checks = column_dup(q, 7);
+    }
+    sqlite3_finalize(q);
+    if (row < 0) return NJ_EXIT_SYSTEM;
+    if (pr->found || !has_events) return NJ_EXIT_OK;
+    /* No gate promoted it: say whether a person did. */
+    if ((code = prepare(db, &q,
+                        "SELECT ts_ms, action FROM model_events WHERE pipeline = ?1 AND version = "
+                        "?2 AND action IN ('promote', 'rollback') AND run_id IS NULL ORDER BY id "
+                        "DESC LIMIT 1",
+                        p->name, version, (char *)NULL)))
+        return code;
+    if ((row = step(db, q)) > 0) {
+        pr->by_hand_ms = sqlite3_column_int64(q, 0);
+        pr->by_hand_action = column_dup(q, 1);
+    }
+    sqlite3_finalize(q);
+    return row < 0 ? NJ_EXIT_SYSTEM : NJ_EXIT_OK;
+}
+
+static int read_lineage(nj_state *st, const nj_pipeline *p, lineage *l)
+{
+    sqlite3 *db = nj_state_db(st);
+    int code;
+    if ((code = read_publication(db, p, l)) || (code = read_run(db, l->pub.run_id, &l->run)))
+        return code;
+    const char *version = l->pub.model_version;
+    if (!version) return NJ_EXIT_OK;
+    l->has_registry = table_exists(db, "models");
+    if (l->has_registry) {
+        nj_registry *reg = NULL;
+        nj_err err = {0};
+        if (nj_registry_open(st, &reg, &err) < 0) {
+            cli_error("%s", err.msg);
+            return NJ_EXIT_SYSTEM;
+        }
+        int rc = nj_registry_get(reg, version, &l->model, &err);
+        nj_registry_free(reg);
+        if (rc < 0 && rc != NJ_ENOTFOUND) {
+            cli_error("%s", err.msg);
+            return NJ_EXIT_SYSTEM;
+        }
+        l->has_model = rc == 0;
+    }
+    if ((code = read_model_source(db, version, &l->src))) return code;
+    if (l->has_model && (code = read_training_dates(db, p, l))) return code;
+    return read_promotion(db, p, version, table_exists(db, "model_events"), &l->promo);
+}
+
+#define LABEL "%-15s "
+#define MORE "                "
+
+/* The lines of a key text that say what determined the result. */
+static int key_line_shown(const char *line)
+{
+    static const char *const kinds[] = {"cmd ", "env ", "param ", "dep ", "code "};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (nj_str_starts(line, kinds[i])) return 1;
+    return 0;
+}
+
+static void print_key_text(const char *label, const char *components)
+{
+    int first = 1;
+    const char *s = components ? components : "";
+    while (*s) {
+        size_t len = strcspn(s, "\n");
+        char *line = nj_xstrndup(s, len);
+        if (key_line_shown(line)) {
+            if (first)
+                printf(LABEL "%s\n", label, line);
+            else
+                printf(MORE "%s\n", line);
+            first = 0;
+        }
+        free(line);
+        s += len;
+        if (*s) s++;
+    }
+    if (first) printf(LABEL "missing (no key text recorded)\n", label);
+}
+
+static void print_lineage_text(const lineage *l)
+{
+    char when[32];
+    const publication *pub = &l->pub;
+    printf("lineage of table '%s' for %s (pipeline '%s')\n\n", l->table, l->ds, l->pipeline);
+    format_utc(pub->published_ms, when, sizeof(when));
+    printf(LABEL "#%lld at %s UTC: %lld rows into %s (serving id %lld)\n", "publication",
+           (long long)pub->id, when, (long long)pub->rows, pub->serving_db,
+           (long long)pub->serving_id);
+    printf(MORE "from %s@%s output sha256 %s\n", pub->stage, l->ds, pub->source_hash);
+    printf(MORE "key %s\n", pub->source_key ? pub->source_key : "missing");
+    if (l->run.found) {
+        format_utc(l->run.started_ms, when, sizeof(when));
+        printf(LABEL "%lld (%s), started %s UTC on %s, nightjar %s, git %s\n", "run",
+               (long long)pub->run_id, l->run.status, when, l->run.host, l->run.version,
+               l->run.git_commit ? l->run.git_commit : "unknown");
+        printf(MORE "%s\n", l->run.args);
+    } else {
+        printf(LABEL "%lld: missing from the runs table\n", "run", (long long)pub->run_id);
+    }
+    print_key_text("source key", pub->source_components);
+    if (!pub->model_version) {
+        printf(LABEL "none recorded (the publication names no model)\n", "model");
+        return;
+    }
+    const char *v = pub->model_version;
+    if (!l->has_model) {
+        printf(LABEL "%s: missing from the registry\n", "model", v);
+    } else {
+        const nj_model_record *m = &l->model;
+        format_utc(m->created_ms, when, sizeof(when));
+        printf(LABEL "%s%s%s%s\n", "model", v, m->aliases ? " (" : "", m->aliases ? m->aliases : "",
+               m->aliases ? ")" : "");
+        printf(MORE "trained by %s@%s in run %lld, registered %s UTC\n", m->stage,
+               m->ds && *m->ds ? m->ds : "-", (long long)m->run_id, when);
+        nj_buf metrics;
+        nj_buf_init(&metrics);
+        nj_json *doc = parse_stored(m->metrics);
+        headline_metrics(doc, 6, &metrics);
+        nj_json_free(doc);
+        printf(MORE "metrics %s\n", metrics.len ? metrics.data : "none recorded");
+        nj_buf_release(&metrics);
+    }
+    if (l->src.found) {
+        printf(LABEL "%s@%s, key %s\n", "training", l->src.stage, *l->src.ds ? l->src.ds : "-",
+               l->src.key ? l->src.key : "missing");
+        print_key_text("training key", l->src.components);
+    } else {
+        printf(LABEL "missing (no model_sources row for %.12s)\n", "training", v);
+    }
+    if (!l->has_model || !l->dates_known) {
+        printf(LABEL "missing%s\n", "training dates",
+               l->has_model ? " (the model records no list of dates)" : "");
+    } else if (l->ndates == 0) {
+        printf(LABEL "none\n", "training dates");
+    } else {
+        nj_buf summary;
+        nj_buf_init(&summary);
+        training_summary(l->model.training_dates, &summary);
+        printf(LABEL "%s\n", "training dates", summary.data);
+        nj_buf_release(&summary);
+        for (size_t i = 0; i < l->ndates; i++) {
+            const training_date *t = &l->dates[i];
+            if (t->found)
+                printf(MORE "%s  snapshot %s sha256 %s (run %lld, %lld bytes)\n", t->ds, t->stage,
+                       t->hash, (long long)t->run_id, (long long)t->size);
+            else
+                printf(MORE "%s  no snapshot\n", t->ds);
+        }
+    }
+    const promotion *pr = &l->promo;
+    if (pr->found) {
+        format_utc(pr->decided_ms, when, sizeof(when));
+        printf(LABEL "promoted by %s@%s in run %lld at %s UTC over %.12s (%s)\n", "gate",
+               pr->stage, *pr->ds ? pr->ds : "-", (long long)pr->run_id, when,
+               pr->baseline ? pr->baseline : "no champion", pr->passed ? "passed" : "not passed");
+        nj_json *checks = parse_stored(pr->checks);
+        const nj_json *list = nj_json_get(checks, "checks");
+        for (size_t i = 0; list && list->type == NJ_JSON_ARRAY && i < list->len; i++) {
+            const nj_json *text = nj_json_get(&list->items[i], "text");
+            if (text && text->type == NJ_JSON_STRING) printf(MORE "%s\n", text->string);
+        }
+        nj_json_free(checks);
+    } else if (pr->by_hand_action) {
+        format_utc(pr->by_hand_ms, when, sizeof(when));
+        printf(LABEL "missing (no gate promoted it; made champion by hand (%s) at %s UTC)\n",
+               "gate", pr->by_hand_action, when);
+    } else {
+        printf(LABEL "missing (no gate decision promoted it)\n", "gate");
+    }
+}
+
+static void print_key_json(const char *components)
+{
+    printf("[");
+    const char *s = components ? components : "";
+    int first = 1;
+    while (*s) {
+        size_t len = strcspn(s, "\n");
+        char *line = nj_xstrndup(s, len);
+        if (len) {
+            printf("%s", first ? "" : ", ");
+            cli_json_str(stdout, line);
+            first = 0;
+        }
+        free(line);
+        s += len;
+        if (*s) s++;
+    }
+    printf("]");
+}
+
+static void print_lineage_json(const lineage *l)
+{
+    const publication *pub = &l->pub;
+    printf("{\"pipeline\": ");
+    cli_json_str(stdout, l->pipeline);
+    printf(", \"table\": ");
+    cli_json_str(stdout, l->table);
+    printf(", \"ds\": ");
+    cli_json_str(stdout, l->ds);
+    printf(",\n \"publication\": {\"id\": %lld, \"run_id\": %lld, \"rows\": %lld, "
+           "\"duration_ms\": %lld, \"published_ms\": %lld, \"serving_db\": ",
+           (long long)pub->id, (long long)pub->run_id, (long long)pub->rows,
+           (long long)pub->duration_ms, (long long)pub->published_ms);
+    cli_json_str(stdout, pub->serving_db);
+    printf(", \"serving_id\": %lld, \"model_version\": ", (long long)pub->serving_id);
+    cli_json_str(stdout, pub->model_version);
+    printf(", \"spec_hash\": ");
+    cli_json_str(stdout, pub->spec_hash);
+    printf("},\n \"source\": {\"stage\": ");
+    cli_json_str(stdout, pub->stage);
+    printf(", \"hash\": ");
+    cli_json_str(stdout, pub->source_hash);
+    printf(", \"key\": ");
+    cli_json_str(stdout, pub->source_key);
+    printf(", \"components\": ");
+    if (pub->source_components)
+        print_key_json(pub->source_components);
+    else
+        printf("null");
+    printf("},\n \"run\": ");
+    if (l->run.found) {
+        printf("{\"id\": %lld, \"status\": ", (long long)pub->run_id);
+        cli_json_str(stdout, l->run.status);
+        printf(", \"started_ms\": %lld, \"ended_ms\": %lld, \"args\": ",
+               (long long)l->run.started_ms, (long long)l->run.ended_ms);
+        cli_json_str(stdout, l->run.args);
+        printf(", \"git_commit\": ");
+        cli_json_str(stdout, l->run.git_commit);
+        printf(", \"version\": ");
+        cli_json_str(stdout, l->run.version);
+        printf(", \"host\": ");
+        cli_json_str(stdout, l->run.host);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf(",\n \"model\": ");
+    if (l->has_model)
+        print_model_json(&l->model);
+    else
+        printf("null");
+    printf(",\n \"training\": ");
+    if (l->src.found) {
+        printf("{\"stage\": ");
+        cli_json_str(stdout, l->src.stage);
+        printf(", \"ds\": ");
+        cli_json_str(stdout, *l->src.ds ? l->src.ds : NULL);
+        printf(", \"key\": ");
+        cli_json_str(stdout, l->src.key);
+        printf(", \"components\": ");
+        if (l->src.components)
+            print_key_json(l->src.components);
+        else
+            printf("null");
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf(",\n \"training_dates\": ");
+    if (l->dates_known) {
+        printf("[");
+        for (size_t i = 0; i < l->ndates; i++) {
+            const training_date *t = &l->dates[i];
+            printf("%s{\"ds\": ", i ? ", " : "");
+            cli_json_str(stdout, t->ds);
+            printf(", \"snapshot\": ");
+            if (t->found) {
+                printf("{\"stage\": ");
+                cli_json_str(stdout, t->stage);
+                printf(", \"hash\": ");
+                cli_json_str(stdout, t->hash);
+                printf(", \"run_id\": %lld, \"size\": %lld}", (long long)t->run_id,
+                       (long long)t->size);
+            } else {
+                printf("null");
+            }
+            printf("}");
+        }
+        printf("]");
+    } else {
+        printf("null");
+    }
+    printf(",\n \"gate\": ");
+    const promotion *pr = &l->promo;
+    if (pr->found) {
+        printf("{\"id\": %lld, \"stage\": ", (long long)pr->id);
+        cli_json_str(stdout, pr->stage);
+        printf(", \"ds\": ");
+        cli_json_str(stdout, *pr->ds ? pr->ds : NULL);
+        printf(", \"run_id\": %lld, \"decided_ms\": %lld, \"decision\": \"promoted\", "
+               "\"passed\": %s, \"baseline\": ",
+               (long long)pr->run_id, (long long)pr->decided_ms, pr->passed ? "true" : "false");
+        cli_json_str(stdout, pr->baseline);
+        printf(", \"checks\": ");
+        write_stored_json(stdout, pr->checks);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf("}\n");
+}
+
+int cli_lineage(int argc, char **argv)
+{
+    static const cli_opt opts[] = {{"--table", NULL, 1}, {"--ds", NULL, 1}, {"--json", NULL, 0}};
+    cli_args a;
+    int code = parse_verb("lineage", lineage_help, argc, argv, opts, 3, 1, 1, &a);
+    if (code >= 0) goto out_args;
+    const char *table = cli_value(&a, 0), *ds = cli_value(&a, 1);
+    int32_t day;
+    nj_err err = {0};
+    if (!table || !ds) {
+        cli_error("lineage: needs --table T and --ds YYYY-MM-DD (see 'nightjar lineage --help')");
+        code = NJ_EXIT_USAGE;
+        goto out_args;
+    }
+    if (nj_date_parse(ds, &day, &err) < 0) {
+        cli_error("lineage: --ds: %s", err.msg);
+        code = NJ_EXIT_USAGE;
+        goto out_args;
+    }
+    cli_session ss = {0};
+    lineage l = {.table = table, .ds = ds};
+    if ((code = cli_session_load(&ss, a.positional[0])) || (code = cli_session_open(&ss, 0)))
+        goto out;
+    l.pipeline = ss.p->name;
+    if (!ss.st) {
+        cli_error("lineage: pipeline '%s' has never run in %s: nothing was published",
+                  ss.p->name, ss.p->workspace);
+        code = NJ_EXIT_FAILED;
+        goto out;
+    }
+    if ((code = read_lineage(ss.st, ss.p, &l))) goto out;
+    if (cli_flag(&a, 2))
+        print_lineage_json(&l);
+    else
+        print_lineage_text(&l);
+out:
+    lineage_release(&l);
+    cli_session_close(&ss);
+out_args:
+    cli_args_release(&a);
+    return code;
+}

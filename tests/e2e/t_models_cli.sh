@@ -1,5 +1,5 @@
-# The release verbs on a real workspace: `models list/promote/rollback/events`
-# and `metrics`. A real backfill makes the state database (schema,
+# The release verbs on a real workspace: `models list/promote/rollback/events`,
+# `metrics` and `lineage`. A real backfill makes the state database (schema,
 # runs, stage keys, snapshots, cache objects); the registry, metrics, gate and
 # publication rows a gated run would write are then inserted with sqlite3,
 # using the real model hashes and key texts of that backfill.
@@ -29,9 +29,11 @@ assert_eq "$(sql $DB "SELECT count(*) FROM sqlite_master WHERE name = 'models'")
     "looking must not create the registry"
 expect_exit 0 "$NJ" metrics daily.yaml
 assert_contains out.txt "no metrics recorded for 'daily' yet"
+expect_exit 1 "$NJ" lineage daily.yaml --table risk --ds 2001-01-06
+assert_contains err.txt "table 'risk' of 'daily' was never published; nothing has been published yet"
 expect_exit 1 "$NJ" models rollback daily.yaml
 assert_contains err.txt "pipeline 'daily' has no previous model to roll back to"
-ok "an empty registry: list says so, rollback fails clearly"
+ok "an empty registry: list says so, lineage and rollback fail clearly"
 
 # ---- what a gated run records ------------------------------------------------
 # The registry's tables exactly as registry.h declares them.
@@ -204,10 +206,87 @@ assert_contains err.txt "stage 'ingest' declares no \`metrics:\` and none were r
 expect_exit 2 "$NJ" metrics daily.yaml --last 0
 ok "metrics: a table per stage, newest dates first, with the gate's decision; --json whole"
 
+# ---- lineage -----------------------------------------------------------------
+# 2001-01-06 of table 'risk' was published by run 1 from features@2001-01-06
+# scored with model v5; 2001-01-05 names a run and a model nobody recorded.
+sqlite3 $DB <<SQL
+INSERT INTO publications (pipeline, table_name, ds, run_id, model_version, rows, duration_ms,
+    published_ms, serving_db, serving_id, stage, source_hash, source_key, source_components,
+    spec_hash)
+  SELECT 'daily', 'risk', ds, 1, '$v5', 42, 7, 978840000000, '$T/serving/daily.db', 3, stage,
+         substr(outputs, 5, 64), key, components, 'spec1'
+  FROM stage_keys WHERE stage = 'features' AND ds = '2001-01-06';
+INSERT INTO publications (pipeline, table_name, ds, run_id, model_version, rows, duration_ms,
+    published_ms, serving_db, serving_id, stage, source_hash, spec_hash)
+  VALUES ('daily', 'risk', '2001-01-05', 99, 'dead$(printf '0%.0s' $(seq 60))', 40, 7,
+          978750000000, '$T/serving/daily.db', 2, 'features', 'ff', 'spec1');
+INSERT INTO snapshots VALUES ('daily', 'snap', '2001-01-04', 5, 'later', 1, 1);
+SQL
+features6=$(out_hash features 2001-01-06)
+key6=$(sql $DB "SELECT key FROM stage_keys WHERE stage = 'features' AND ds = '2001-01-06'")
+trainkey5=$(sql $DB "SELECT key FROM stage_keys WHERE stage = 'train' AND ds = '2001-01-05'")
+before=$(sqlite3 $DB .dump | sha256sum)
+expect_exit 0 "$NJ" lineage daily.yaml --table risk --ds 2001-01-06
+assert_contains out.txt "lineage of table 'risk' for 2001-01-06 (pipeline 'daily')"
+assert_contains out.txt "publication     #1 at 2001-01-07 04:00:00 UTC: 42 rows into $T/serving/daily.db"
+assert_contains out.txt "from features@2001-01-06 output sha256 $features6"
+assert_contains out.txt "key $key6"
+assert_contains out.txt "run             1 (succeeded), started"
+assert_contains out.txt "git unknown"
+assert_contains out.txt "nightjar backfill daily.yaml --from 2001-01-04 --to 2001-01-06"
+assert_contains out.txt 'source key      cmd echo "features 2001-01-06" >> runs.log'
+assert_contains out.txt "dep out/ingest/2001-01-06.txt f $(out_hash ingest 2001-01-06)"
+assert_contains out.txt "model           $v5"
+assert_contains out.txt "trained by train@2001-01-05 in run 1"
+assert_contains out.txt "metrics auc=0.64 log_loss=0.5 brier=0.19"
+assert_contains out.txt "training        train@2001-01-05, key $trainkey5"
+assert_contains out.txt 'training key    cmd echo "train 2001-01-05" >> runs.log'
+assert_contains out.txt "training dates  2001-01-02..2001-01-04 (3)"
+assert_contains out.txt "2001-01-02  no snapshot"
+assert_contains out.txt "2001-01-04  snapshot snap sha256 $snap4 (run 1,"
+assert_not_contains out.txt "later"
+assert_contains out.txt "gate            promoted by train@2001-01-05 in run 1"
+assert_contains out.txt "over ${v4:0:12} (passed)"
+assert_contains out.txt "auc >= 0.6: 0.64 >= 0.6 → PASS"
+expect_exit 0 "$NJ" lineage daily.yaml --table risk --ds 2001-01-06 --json
+py_json "assert d['publication']['rows'] == 42 and d['source']['hash'] == '$features6'; \
+assert d['run']['id'] == 1 and d['run']['git_commit'] is None; \
+assert d['model']['version'] == '$v5' and d['training']['key'] == '$trainkey5'; \
+assert [t['ds'] for t in d['training_dates']] == ['2001-01-02', '2001-01-03', '2001-01-04']; \
+assert d['training_dates'][0]['snapshot'] is None; \
+assert d['training_dates'][2]['snapshot']['hash'] == '$snap4'; \
+assert d['gate']['decision'] == 'promoted' and d['gate']['checks']['passed'] is True" < out.txt
+ok "lineage: publication, run, source key, model, training key, snapshots, gate"
+
+expect_exit 0 "$NJ" lineage daily.yaml --table risk --ds 2001-01-05
+assert_contains out.txt "run             99: missing from the runs table"
+assert_contains out.txt "source key      missing (no key text recorded)"
+assert_contains out.txt "model           dead0000"
+assert_contains out.txt ": missing from the registry"
+assert_contains out.txt "training        missing"
+assert_contains out.txt "training dates  missing"
+assert_contains out.txt "gate            missing (no gate decision promoted it)"
+expect_exit 0 "$NJ" lineage daily.yaml --table risk --ds 2001-01-05 --json
+py_json "assert d['run'] is None and d['model'] is None and d['training'] is None; \
+assert d['training_dates'] is None and d['gate'] is None" < out.txt
+ok "lineage prints missing links as missing"
+
+expect_exit 1 "$NJ" lineage daily.yaml --table risk --ds 2001-01-07
+assert_contains err.txt "table 'risk' of 'daily' has no publication for 2001-01-07; published dates (newest first): 2001-01-06, 2001-01-05"
+expect_exit 1 "$NJ" lineage daily.yaml --table rsik --ds 2001-01-06
+assert_contains err.txt "table 'rsik' of 'daily' was never published (did you mean 'risk'?); published tables: risk"
+expect_exit 2 "$NJ" lineage daily.yaml --table risk --ds 2001-13-01
+expect_exit 2 "$NJ" lineage daily.yaml --table risk
+expect_exit 0 "$NJ" models list daily.yaml
+expect_exit 0 "$NJ" models events daily.yaml
+expect_exit 0 "$NJ" metrics daily.yaml --json
+assert_eq "$(sqlite3 $DB .dump | sha256sum)" "$before" "the looking verbs wrote to the state database"
+ok "unknown dates and tables name what exists; looking writes nothing"
+
 expect_exit 0 "$NJ" --help
 assert_contains out.txt "  models     "
-assert_contains out.txt "  metrics    "
-for v in "models" "metrics"; do
+assert_contains out.txt "  lineage    "
+for v in "models" "metrics" "lineage"; do
     expect_exit 0 "$NJ" $v --help
     assert_contains out.txt "usage: nightjar $v"
 done
