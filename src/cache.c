@@ -270,23 +270,6 @@ sqlite3 *nj_cache_index(nj_cache *c)
     return c->idb;
 }
 
-/* One row per (object, workspace, reason): gc keeps every pinned object,
- * whether or not a cache entry still names it. */
-int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err)
-{
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(c->idb,
-                           "INSERT OR IGNORE INTO pins (hash, workspace, reason) VALUES (?, ?, ?)",
-                           -1, &q, NULL) != SQLITE_OK)
-        return idb_error(c, err, "cannot pin an object");
-    bind_text(q, 1, hash_hex);
-    bind_text(q, 2, c->p->workspace);
-    bind_text(q, 3, reason);
-    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : idb_error(c, err, "cannot pin an object");
-    sqlite3_finalize(q);
-    return rc;
-}
-
 int nj_cache_begin(nj_cache *c, nj_err *err)
 {
     if (c->in_tx) return 0;
@@ -941,5 +924,20 @@ int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input 
                    in->path.rel, producer->name);
     free(outs);
     last_key_release(&last);
+    return rc;
+}
+
+int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(c->idb,
+                           "INSERT OR IGNORE INTO pins (hash, workspace, reason) VALUES (?, ?, ?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        return idb_error(c, err, "cannot pin an object");
+    sqlite3_bind_text(q, 1, hash_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->p->workspace, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, reason, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : idb_error(c, err, "cannot pin an object");
+    sqlite3_finalize(q);
     return rc;
 }

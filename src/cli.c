@@ -37,10 +37,12 @@ static const char usage_text[] =
     "\n"
     "exit codes:\n"
     "    0  success\n"
-    "    1  a stage failed (or the asked-for run, log, model or publication does not exist)\n"
+    "    1  a stage or a publish failed (or the asked-for run, log, model or publication\n"
+    "       does not exist)\n"
     "    2  usage error\n"
     "    3  invalid pipeline\n"
     "    4  system error (disk, database)\n"
+    "    5  a candidate model failed its gate and was held; everything else succeeded\n"
     "   75  another run holds the workspace lock\n"
     "  130  interrupted by a signal\n";
 

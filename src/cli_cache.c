@@ -10,9 +10,11 @@
 #include "nightjar/fs.h"
 #include "nightjar/gc.h"
 #include "nightjar/plan.h"
+#include "nightjar/release.h"
 #include "nightjar/util.h"
 
-static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_strs *only)
+static int print_explanations(const nj_plan *plan, nj_state *st, nj_cache *cache,
+                              const nj_strs *only)
 {
     nj_explanation *ex = nj_xcalloc(plan->n ? plan->n : 1, sizeof(*ex));
     nj_err err = {0};
@@ -27,9 +29,15 @@ static int print_explanations(const nj_plan *plan, nj_cache *cache, const nj_str
             else
                 snprintf(ex[i].reason, sizeof(ex[i].reason), "never run");
         }
-    } else if (nj_explain_plan(plan, cache, ex, &err) < 0) {
-        cli_error("%s", err.msg);
-        code = NJ_EXIT_SYSTEM;
+    } else {
+        /* {{models.champion}} renders as the next run would render it. */
+        nj_release *rel = NULL;
+        if (nj_release_open_readonly(plan->pipeline, st, cache, &rel, &err) < 0 ||
+            nj_explain_plan(plan, cache, nj_release_hooks(rel), ex, &err) < 0) {
+            cli_error("%s", err.msg);
+            code = NJ_EXIT_SYSTEM;
+        }
+        nj_release_free(rel);
     }
     for (size_t i = 0; i < plan->n && code == NJ_EXIT_OK; i++) {
         const nj_plan_node *node = &plan->nodes[i];
@@ -57,7 +65,7 @@ int cli_print_explanations(const nj_pipeline *p, const nj_plan *plan, int use_ca
     /* The pipeline is the caller's: borrow it for the session, give it back. */
     cli_session s = {.p = (nj_pipeline *)p};
     int code = cli_session_open(&s, 1);
-    if (code == NJ_EXIT_OK) code = print_explanations(plan, s.cache, NULL);
+    if (code == NJ_EXIT_OK) code = print_explanations(plan, s.st, s.cache, NULL);
     s.p = NULL;
     cli_session_close(&s);
     return code;
@@ -132,7 +140,7 @@ int cli_why(int argc, char **argv)
         goto out;
     }
     code = cli_session_open(&ss, 1);
-    if (code == NJ_EXIT_OK) code = print_explanations(plan, ss.cache, &only);
+    if (code == NJ_EXIT_OK) code = print_explanations(plan, ss.st, ss.cache, &only);
 out:
     nj_strs_release(&only);
     nj_plan_free(plan);

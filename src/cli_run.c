@@ -5,6 +5,7 @@
  * is redrawn in place, with finished stages printed above it; off a terminal
  * (cron, systemd) every event is one plain timestamped line, no escape codes. */
 #include <errno.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "nightjar/fs.h"
 #include "nightjar/lock.h"
 #include "nightjar/plan.h"
+#include "nightjar/release.h"
 #include "nightjar/template.h"
 #include "nightjar/util.h"
 
@@ -42,13 +44,15 @@ static const char run_help[] =
     "  --fail-fast         stop every stage after the first failure\n"
     "  --wait-lock SECONDS wait this long for another run to release the workspace\n"
     "  --grace DURATION    time between SIGTERM and SIGKILL (default 10s)\n"
+    "  --metrics-file PATH write a Prometheus textfile (node_exporter) about this run\n"
     "\n"
-    "exit codes: 0 success, 1 a stage failed, 2 usage error, 3 invalid pipeline,\n"
-    "4 system error, 75 another run holds the workspace, 130 interrupted\n";
+    "exit codes: 0 success, 1 a stage or a publish failed, 2 usage error, 3 invalid\n"
+    "pipeline, 4 system error, 5 a candidate model was held by its gate (the champion\n"
+    "kept scoring), 75 another run holds the workspace, 130 interrupted\n";
 
 enum {
     OPT_DATE, OPT_JOBS, OPT_ONLY, OPT_FROM, OPT_UNTIL, OPT_DRY, OPT_FAILFAST, OPT_WAIT, OPT_GRACE,
-    OPT_FORCE, OPT_FORCE_DOWN, OPT_NO_CACHE, OPT_EXPLAIN, OPT_NO_UPSTREAM, OPT_PARAM
+    OPT_FORCE, OPT_FORCE_DOWN, OPT_NO_CACHE, OPT_EXPLAIN, OPT_NO_UPSTREAM, OPT_PARAM, OPT_METRICS
 };
 static const cli_opt run_opts[] = {
     [OPT_DATE] = {"--date", NULL, 1},      [OPT_JOBS] = {"--jobs", "-j", 1},
@@ -58,6 +62,7 @@ static const cli_opt run_opts[] = {
     [OPT_GRACE] = {"--grace", NULL, 1},     [OPT_FORCE] = {"--force", NULL, 1},
     [OPT_FORCE_DOWN] = {"--force-downstream", NULL, 1}, [OPT_NO_CACHE] = {"--no-cache", NULL, 0},
     [OPT_EXPLAIN] = {"--explain", NULL, 0}, [OPT_NO_UPSTREAM] = {"--no-upstream", NULL, 0},
+    [OPT_METRICS] = {"--metrics-file", NULL, 1},
     [OPT_PARAM] = {"--param", NULL, 1},
 };
 
@@ -390,10 +395,80 @@ static int workspace_open(const nj_pipeline *p, int64_t wait_ms, int use_cache, 
 
 /* Records a run, executes the plan and records its end. `label` is the
  * run's date or date range. *result is filled when the plan ran. */
+/* A release note (gate verdict, publish) above the status line. */
+static void on_release_note(void *ctx, const char *line)
+{
+    reporter *rp = ctx;
+    clear_status(rp);
+    if (rp->tty) {
+        fprintf(stderr, "%s\n", line);
+    } else {
+        char ts[32];
+        stamp(ts, sizeof(ts));
+        fprintf(stderr, "%s %s\n", ts, line);
+    }
+}
+
+/* The Prometheus textfile of a run (node_exporter's textfile collector),
+ * written atomically so the collector never reads half a file. */
+static int write_metrics_file(const char *path, const nj_pipeline *p, nj_state *st, int64_t run_id,
+                              const nj_exec_result *res, const nj_release_summary *rs, int code,
+                              int64_t duration_ms)
+{
+    double last_success = 0;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(nj_state_db(st),
+                           "SELECT max(ended_ms) FROM runs WHERE pipeline = ? AND exit_code IN (0, 5)",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, p->name, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) last_success = (double)sqlite3_column_int64(q, 0) / 1000.0;
+        sqlite3_finalize(q);
+    }
+    nj_buf b;
+    nj_buf_init(&b);
+    const char *pl = p->name;
+#define GAUGE(name, help) nj_buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " gauge\n")
+    GAUGE("nightjar_last_success_timestamp_seconds",
+          "End of the newest run that succeeded (exit 0, or 5 with a held model).");
+    nj_buf_printf(&b, "nightjar_last_success_timestamp_seconds{pipeline=\"%s\"} %.3f\n", pl,
+                  last_success);
+    GAUGE("nightjar_last_run_exit_code", "Exit code of the last run (see nightjar --help).");
+    nj_buf_printf(&b, "nightjar_last_run_exit_code{pipeline=\"%s\"} %d\n", pl, code);
+    GAUGE("nightjar_last_run_id", "Id of the last run in the workspace state database.");
+    nj_buf_printf(&b, "nightjar_last_run_id{pipeline=\"%s\"} %lld\n", pl, (long long)run_id);
+    GAUGE("nightjar_last_run_duration_seconds", "Wall time of the last run.");
+    nj_buf_printf(&b, "nightjar_last_run_duration_seconds{pipeline=\"%s\"} %.3f\n", pl,
+                  (double)duration_ms / 1000.0);
+    GAUGE("nightjar_last_run_stages", "Stage instances of the last run by outcome.");
+    static const nj_status shown[] = {NJ_STATUS_SUCCEEDED, NJ_STATUS_CACHED, NJ_STATUS_UP_TO_DATE,
+                                      NJ_STATUS_FAILED, NJ_STATUS_UPSTREAM_FAILED};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+        nj_buf_printf(&b, "nightjar_last_run_stages{pipeline=\"%s\",outcome=\"%s\"} %d\n", pl,
+                      nj_status_name(shown[i]), res->counts[shown[i]]);
+    GAUGE("nightjar_last_run_rows_published", "Rows the last run published to the serving database.");
+    nj_buf_printf(&b, "nightjar_last_run_rows_published{pipeline=\"%s\"} %lld\n", pl,
+                  (long long)rs->rows_published);
+    GAUGE("nightjar_last_run_publish_failures", "Table dates the last run failed to publish.");
+    nj_buf_printf(&b, "nightjar_last_run_publish_failures{pipeline=\"%s\"} %d\n", pl,
+                  rs->publish_failed);
+    GAUGE("nightjar_last_run_gate_held",
+          "1 when the last run's gate held a candidate model, 0 when it passed; absent without a verdict.");
+    if (rs->gates) nj_buf_printf(&b, "nightjar_last_run_gate_held{pipeline=\"%s\"} %d\n", pl, rs->held > 0);
+#undef GAUGE
+    nj_err err = {0};
+    int rc = nj_fs_write_atomic(path, b.data, b.len, &err);
+    nj_buf_release(&b);
+    if (rc < 0) {
+        cli_error("--metrics-file: %s", err.msg);
+        return NJ_EXIT_SYSTEM;
+    }
+    return NJ_EXIT_OK;
+}
+
 static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws,
                         const run_flags *f, int fail_fast, int max_active_dates,
-                        const char *label, const char *args, int64_t *run_id_out,
-                        nj_exec_result *res)
+                        const char *label, const char *args, const char *metrics_file,
+                        int64_t *run_id_out, nj_exec_result *res)
 {
     nj_err err = {0};
     int64_t run_id;
@@ -412,6 +487,12 @@ static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws
                 (long long)run_id, p->name, label, plan->n, plan->n == 1 ? "" : "s",
                 plan->ndates > 1 ? " over several dates" : "", f->jobs);
     }
+    nj_release *rel = NULL;
+    if (nj_release_open(p, ws->st, ws->cache, run_id, on_release_note, &rp, &rel, &err) < 0) {
+        cli_error("%s", err.msg);
+        nj_state_run_end(ws->st, run_id, NJ_STATUS_FAILED, NJ_EXIT_SYSTEM, NULL);
+        return NJ_EXIT_SYSTEM;
+    }
     nj_exec_opts eo = {
         .jobs = f->jobs,
         .max_active_dates = max_active_dates,
@@ -423,6 +504,7 @@ static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws
         .cache = ws->cache,
         .report = on_event,
         .report_ctx = &rp,
+        .hooks = nj_release_hooks(rel),
     };
     int64_t t0 = nj_time_mono_ms();
     int rc = nj_exec_run(plan, ws->st, &eo, res, &err);
@@ -430,16 +512,35 @@ static int execute_plan(const nj_pipeline *p, const nj_plan *plan, workspace *ws
     if (rc < 0) {
         cli_error("%s", err.msg);
         nj_state_run_end(ws->st, run_id, NJ_STATUS_FAILED, NJ_EXIT_SYSTEM, NULL);
+        nj_release_free(rel);
         return NJ_EXIT_SYSTEM;
     }
-    int code = res->status == NJ_STATUS_SUCCEEDED     ? NJ_EXIT_OK
-               : res->status == NJ_STATUS_INTERRUPTED ? NJ_EXIT_INTERRUPTED
-                                                      : NJ_EXIT_FAILED;
-    print_summary(run_id, res, nj_time_mono_ms() - t0);
-    if (nj_state_run_end(ws->st, run_id, res->status, code, &err) < 0) {
+    /* Dates whose source stage ended well publish even when another date
+     * failed; an interrupted run publishes nothing more (the next run will). */
+    nj_status status = res->status;
+    if (status != NJ_STATUS_INTERRUPTED && nj_release_publish(rel, &err) < 0)
+        status = NJ_STATUS_FAILED;
+    const nj_release_summary *rs = nj_release_summary_of(rel);
+    int code = status == NJ_STATUS_SUCCEEDED     ? (rs->held ? NJ_EXIT_HELD : NJ_EXIT_OK)
+               : status == NJ_STATUS_INTERRUPTED ? NJ_EXIT_INTERRUPTED
+                                                 : NJ_EXIT_FAILED;
+    int64_t duration_ms = nj_time_mono_ms() - t0;
+    print_summary(run_id, res, duration_ms);
+    if (rs->held)
+        fprintf(stderr, "%d candidate model%s held by the gate; the champion kept scoring (exit 5)\n",
+                rs->held, rs->held == 1 ? " was" : "s were");
+    if (rs->publish_failed)
+        fprintf(stderr, "%d publish%s failed; the tables keep their earlier rows\n",
+                rs->publish_failed, rs->publish_failed == 1 ? "" : "es");
+    if (nj_state_run_end(ws->st, run_id, status, code, &err) < 0) {
         cli_error("%s", err.msg);
         code = NJ_EXIT_SYSTEM;
     }
+    if (metrics_file &&
+        write_metrics_file(metrics_file, p, ws->st, run_id, res, rs, code, duration_ms) != 0 &&
+        code == NJ_EXIT_OK)
+        code = NJ_EXIT_SYSTEM;
+    nj_release_free(rel);
     return code;
 }
 
@@ -520,8 +621,8 @@ int cli_run(int argc, char **argv)
     args = quoted_args("run", argc, argv);
     int64_t run_id;
     nj_exec_result res;
-    code = execute_plan(p, plan, &ws, &f, cli_flag(&a, OPT_FAILFAST), 0, plan->ds, args, &run_id,
-                        &res);
+    code = execute_plan(p, plan, &ws, &f, cli_flag(&a, OPT_FAILFAST), 0, plan->ds, args,
+                        cli_value(&a, OPT_METRICS), &run_id, &res);
 out:
     free(args);
     workspace_close(&ws);
@@ -554,13 +655,13 @@ static const char backfill_help[] =
     "  --no-upstream             never compute window dates outside the range\n"
     "  --param NAME=VALUE        override a pipeline param (repeatable; part of the identity)\n"
     "  --dry-run                 list the dates and how many stages would run\n"
-    "  --fail-fast, --wait-lock SECONDS, --grace DURATION   as for run\n"
+    "  --fail-fast, --wait-lock SECONDS, --grace DURATION, --metrics-file PATH   as for run\n"
     "\n"
     "Progress and per-date status: nightjar status PIPELINE --backfill ID\n";
 
 enum {
     BF_FROM, BF_TO, BF_JOBS, BF_MAX_ACTIVE, BF_REPROCESS, BF_BACKWARDS, BF_ONLY, BF_UNTIL,
-    BF_FROM_STAGE, BF_DRY, BF_FAILFAST, BF_WAIT, BF_GRACE, BF_NO_UPSTREAM, BF_PARAM
+    BF_FROM_STAGE, BF_DRY, BF_FAILFAST, BF_WAIT, BF_GRACE, BF_NO_UPSTREAM, BF_PARAM, BF_METRICS
 };
 static const cli_opt backfill_opts[] = {
     [BF_FROM] = {"--from", NULL, 1},           [BF_TO] = {"--to", NULL, 1},
@@ -570,7 +671,7 @@ static const cli_opt backfill_opts[] = {
     [BF_FROM_STAGE] = {"--from-stage", NULL, 1}, [BF_DRY] = {"--dry-run", NULL, 0},
     [BF_FAILFAST] = {"--fail-fast", NULL, 0},  [BF_WAIT] = {"--wait-lock", NULL, 1},
     [BF_GRACE] = {"--grace", NULL, 1},         [BF_NO_UPSTREAM] = {"--no-upstream", NULL, 0},
-    [BF_PARAM] = {"--param", NULL, 1},
+    [BF_PARAM] = {"--param", NULL, 1},         [BF_METRICS] = {"--metrics-file", NULL, 1},
 };
 
 /* The names of the partitioned stages a selection covers: a date is done
@@ -751,7 +852,7 @@ int cli_backfill(int argc, char **argv)
     int64_t run_id = 0;
     nj_exec_result res;
     code = execute_plan(p, plan, &ws, &f, cli_flag(&a, BF_FAILFAST), max_active, label, args,
-                        &run_id, &res);
+                        cli_value(&a, BF_METRICS), &run_id, &res);
     /* Each date's state after this run. */
     size_t succeeded = 0, failed = 0;
     for (size_t i = 0; i < ndates && ws.st; i++) {

@@ -311,8 +311,15 @@ static void on_signal(uv_signal_t *h, int signum)
 static int prepare_node(node_run *n, nj_err *err)
 {
     runner *r = n->r;
-    const nj_stage *s = r->plan->nodes[n->index].stage;
-    int rc = nj_instance_render(r->pipeline, s, r->plan->nodes[n->index].ds, &n->inst, err);
+    const nj_plan_node *pn = &r->plan->nodes[n->index];
+    const nj_exec_hooks *hooks = r->opts->hooks;
+    char *champion = NULL;
+    int rc;
+    if (pn->stage->uses_champion && hooks && hooks->champion &&
+        (rc = hooks->champion(hooks->ctx, pn, &champion, err)) < 0)
+        return rc;
+    rc = nj_instance_render(r->pipeline, pn->stage, pn->ds, champion, &n->inst, err);
+    free(champion);
     if (rc < 0) return rc;
     n->rendered = 1;
     for (size_t i = 0; i < n->inst.ninputs; i++) {
@@ -811,6 +818,15 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
 {
     runner *r = n->r;
     const nj_plan_node *pn = &r->plan->nodes[n->index];
+    const nj_exec_hooks *hooks = r->opts->hooks;
+    nj_err hook_err = {0};
+    if ((status == NJ_STATUS_SUCCEEDED || status == NJ_STATUS_CACHED ||
+         status == NJ_STATUS_UP_TO_DATE) &&
+        n->rendered && hooks && hooks->node_done &&
+        hooks->node_done(hooks->ctx, pn, &n->inst, &hook_err) < 0) {
+        status = NJ_STATUS_FAILED;
+        reason = hook_err.msg;
+    }
     n->phase = PHASE_DONE;
     n->outcome = status;
     r->done++;
@@ -847,7 +863,7 @@ static void finish_node(node_run *n, nj_status status, const char *reason)
         if (status == NJ_STATUS_FAILED)
             snprintf(why, sizeof(why), "upstream '%s' failed", pn->stage->name);
         else
-            snprintf(why, sizeof(why), "%s", reason);
+            snprintf(why, sizeof(why), "%.500s", reason);
         for (size_t i = 0; i < pn->ndownstream; i++) {
             node_run *d = &r->nodes[pn->downstream[i]];
             if (d->phase == PHASE_WAITING) finish_node(d, NJ_STATUS_UPSTREAM_FAILED, why);

@@ -2,6 +2,7 @@
 #include "nightjar/explain.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nightjar/fs.h"
@@ -19,7 +20,8 @@ const char *nj_decide_name(nj_decide_kind kind)
     }
 }
 
-static int explain_node(const nj_plan *plan, size_t i, nj_cache *cache, nj_explanation *out,
+static int explain_node(const nj_plan *plan, size_t i, nj_cache *cache,
+                        const nj_exec_hooks *hooks, nj_explanation *out,
                         nj_err *err)
 {
     const nj_plan_node *node = &plan->nodes[i];
@@ -37,7 +39,15 @@ static int explain_node(const nj_plan *plan, size_t i, nj_cache *cache, nj_expla
     }
     nj_instance inst;
     nj_err local = {0};
-    if (nj_instance_render(plan->pipeline, node->stage, node->ds, &inst, &local) < 0) {
+    char *champion = NULL;
+    if (node->stage->uses_champion && hooks && hooks->champion &&
+        hooks->champion(hooks->ctx, node, &champion, &local) < 0) {
+        snprintf(e->reason, sizeof(e->reason), "%.700s", local.msg);
+        return 0;
+    }
+    int rendered = nj_instance_render(plan->pipeline, node->stage, node->ds, champion, &inst, &local);
+    free(champion);
+    if (rendered < 0) {
         snprintf(e->reason, sizeof(e->reason), "%.700s", local.msg);
         return 0;
     }
@@ -58,10 +68,11 @@ static int explain_node(const nj_plan *plan, size_t i, nj_cache *cache, nj_expla
     return rc;
 }
 
-int nj_explain_plan(const nj_plan *plan, nj_cache *cache, nj_explanation *out, nj_err *err)
+int nj_explain_plan(const nj_plan *plan, nj_cache *cache, const nj_exec_hooks *hooks,
+                    nj_explanation *out, nj_err *err)
 {
     for (size_t i = 0; i < plan->n; i++) {
-        int rc = explain_node(plan, i, cache, out, err);
+        int rc = explain_node(plan, i, cache, hooks, out, err);
         if (rc < 0) return rc;
     }
     return 0;

@@ -14,6 +14,7 @@ typedef struct render_env {
     const nj_pipeline *p;
     const nj_stage *s;
     const char *ds;
+    const char *champion;
 } render_env;
 
 static int render(const render_env *re, const char *tmpl, int shell_quote, char **out,
@@ -25,6 +26,7 @@ static int render(const render_env *re, const char *tmpl, int shell_quote, char 
         .ds = re->ds,
         .shell_quote = shell_quote,
         .absolute_paths = re->s->workdir != NULL,
+        .champion = re->champion,
     };
     return nj_template_render(tmpl, &ctx, out, err);
 }
@@ -158,14 +160,14 @@ static int add_window_inputs(const nj_pipeline *p, const nj_stage *s, const char
     return 0;
 }
 
-int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
-                       nj_err *err)
+int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds,
+                       const char *champion, nj_instance *out, nj_err *err)
 {
     memset(out, 0, sizeof(*out));
     out->pipeline = p;
     out->stage = s;
     out->ds = nj_xstrdup(ds);
-    render_env re = {p, s, ds};
+    render_env re = {p, s, ds, champion};
     int rc = s->snapshot ? render_snapshot_cmd(&re, out, err) : render(&re, s->cmd, 1, &out->cmd, err);
     if (rc < 0) goto fail;
     if (!out->key_cmd) out->key_cmd = nj_xstrdup(out->cmd);

@@ -163,7 +163,7 @@ static int outputs_exist(builder *b, size_t a, int32_t day)
     char ds[11];
     nj_date_format(day, ds);
     nj_instance inst;
-    if (nj_instance_render(b->p, &b->p->stages[a], ds, &inst, NULL) < 0) return 0;
+    if (nj_instance_render(b->p, &b->p->stages[a], ds, NULL, &inst, NULL) < 0) return 0;
     int ok = 1;
     for (size_t i = 0; i < inst.nouts && ok; i++)
         ok = nj_fs_exists(inst.outs[i].abs);
@@ -377,6 +377,48 @@ static size_t count_dates(const nj_plan *plan)
     return distinct;
 }
 
+/* The champion is one model per pipeline that each date's gate may replace,
+ * so gates decide in date order, and every stage using {{models.champion}}
+ * on a date renders before the next date's gate changes it: (gate, d) waits
+ * for (gate, d') and for the champion users of d', d' the previous date of
+ * the plan that has a gate node. A backfill then replays the nightly
+ * sequence of promotions whatever -j is. */
+static int cmp_node_day(const void *a, const void *b)
+{
+    const nj_plan_node *x = *(const nj_plan_node *const *)a, *y = *(const nj_plan_node *const *)b;
+    return (x->day > y->day) - (x->day < y->day);
+}
+
+static void chain_gates(builder *b)
+{
+    const nj_stage *gate = b->p->gate_stage;
+    if (!gate) return;
+    size_t g = nj_pipeline_stage_index(b->p, gate);
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n += b->nodes[i].stage_index == g && b->nodes[i].day != NO_DAY;
+    if (n < 2) return;
+    size_t *gates = nj_xmalloc(n * sizeof(*gates));
+    const nj_plan_node **sorted = nj_xmalloc(n * sizeof(*sorted));
+    size_t m = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->nodes[i].stage_index == g && b->nodes[i].day != NO_DAY) sorted[m++] = &b->nodes[i];
+    qsort(sorted, n, sizeof(*sorted), cmp_node_day);
+    for (size_t k = 0; k < n; k++)
+        gates[k] = (size_t)(sorted[k] - b->nodes);
+    for (size_t k = 1; k < n; k++) {
+        int32_t prev = b->nodes[gates[k - 1]].day;
+        add_edge(b, gates[k - 1], gates[k]);
+        for (size_t u = 0; u < b->p->nstages; u++) {
+            if (!b->p->stages[u].uses_champion || u == g) continue;
+            size_t j = find_node(b, u, stage_day(b, u, prev));
+            if (j != SIZE_MAX) add_edge(b, j, gates[k]);
+        }
+    }
+    free(sorted);
+    free(gates);
+}
+
 int nj_plan_build(const nj_pipeline *p, const nj_dag *dag, const nj_plan_opts *opts,
                   const nj_selection *sel, nj_plan **out, nj_err *err)
 {
@@ -419,6 +461,7 @@ int nj_plan_build(const nj_pipeline *p, const nj_dag *dag, const nj_plan_opts *o
                 add_node(&b, order[k], stage_day(&b, order[k], opts->dates[d]), 0);
     for (size_t i = 0; i < b.n; i++) /* b.n grows as windows add upstream dates */
         wire_node(&b, i);
+    chain_gates(&b);
     for (size_t i = 0; i < b.n; i++)
         b.nodes[i].forced = mark[b.nodes[i].stage_index];
     if (b.missing.len) {

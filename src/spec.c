@@ -30,7 +30,9 @@
 #include <yaml.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/gate.h"
 #include "nightjar/pathset.h"
+#include "nightjar/publish.h"
 #include "nightjar/snapshot.h"
 #include "nightjar/store.h"
 #include "nightjar/template.h"
@@ -104,6 +106,7 @@ typedef struct stage_extra {
     nj_mark partitioned_mark;
     nj_mark snapshot_key;
     char *prefix; /* "stage 'train': " for messages */
+    nj_mark champion_mark; /* first {{models.champion}} */
 } stage_extra;
 
 typedef struct diag {
@@ -242,7 +245,8 @@ typedef struct target {
     const char *prefix; /* "", "defaults: " or "stage 'train': " */
     settings *set;
     size_t stage;
-    stage_dep_scratch *dep; /* while walking a stage dep's mapping */
+    stage_dep_scratch *dep; /* while walking a stage dep's mapping, or `from`/`candidate` */
+    void *obj;              /* the gate or publish table being read */
 } target;
 
 typedef void (*key_fn)(target *t, yaml_node_t *key, yaml_node_t *value);
@@ -577,7 +581,7 @@ static void stage_dep_item(target *t, yaml_node_t *node)
 {
     stage_dep_scratch sd = {.dep = {.mark = mark_of(node)}};
     char *prefix = nj_xasprintf("%sdeps: ", t->prefix);
-    target dt = {t->L, prefix, t->set, t->stage, &sd};
+    target dt = {t->L, prefix, t->set, t->stage, &sd, NULL};
     size_t problems = t->L->ndiags;
     walk_mapping(&dt, node, stage_dep_keys, sizeof(stage_dep_keys) / sizeof(stage_dep_keys[0]),
                  mark_of(node));
@@ -838,14 +842,139 @@ static void parse_snapshot(target *t, yaml_node_t *key, yaml_node_t *value)
     }
     s->snapshot = nj_xcalloc(1, sizeof(*s->snapshot));
     char *prefix = nj_xasprintf("%ssnapshot: ", t->prefix);
-    target st = {t->L, prefix, t->set, t->stage, NULL};
+    target st = {t->L, prefix, t->set, t->stage, NULL, NULL};
     walk_mapping(&st, value, snapshot_keys, sizeof(snapshot_keys) / sizeof(snapshot_keys[0]),
                  mark_of(key));
     free(prefix);
     if (!s->snapshot->format) s->snapshot->format = nj_xstrdup(NJ_SNAPSHOT_DEFAULT_FORMAT);
 }
 
-/* Later issues add keys here (metrics, gate...). `cmd` is required unless
+/* ---- stage keys: metrics and gate ------------------------------------------------ */
+
+static void parse_metrics(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value) || !*text_of(value)) {
+        report(t->L, value_mark(key, value), "%s'metrics' must name one of the stage's outputs",
+               t->prefix);
+        return;
+    }
+    nj_stage *s = stage_of(t);
+    s->metrics = nj_xstrdup(text_of(value));
+    s->metrics_mark = mark_of(value);
+}
+
+static const key_rule model_ref_keys[] = {
+    {"stage", 1, parse_dep_stage},
+    {"out", 1, parse_dep_out},
+};
+
+/* {stage: S, out: O} into *stage, *out (resolved in pass 2). */
+static void parse_model_ref(target *t, yaml_node_t *key, yaml_node_t *value, char **stage,
+                            char **out, nj_mark *stage_mark, nj_mark *out_mark)
+{
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, value_mark(key, value), "%s'%s' must be a mapping {stage: S, out: O}",
+               t->prefix, text_of(key));
+        return;
+    }
+    stage_dep_scratch sd = {0};
+    char *prefix = nj_xasprintf("%s%s: ", t->prefix, text_of(key));
+    target rt = {t->L, prefix, t->set, t->stage, &sd, NULL};
+    walk_mapping(&rt, value, model_ref_keys, sizeof(model_ref_keys) / sizeof(model_ref_keys[0]),
+                 mark_of(value));
+    free(prefix);
+    free(*stage);
+    free(*out);
+    *stage = sd.dep.stage;
+    *out = sd.dep.out;
+    *stage_mark = sd.marks.stage;
+    *out_mark = sd.marks.out;
+}
+
+static void parse_gate_candidate(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_gate_spec *g = t->obj;
+    parse_model_ref(t, key, value, &g->stage, &g->out, &g->stage_mark, &g->out_mark);
+}
+
+static void parse_gate_root(target *t, yaml_node_t *key, yaml_node_t *value, char **root)
+{
+    if (!is_null(value) && !is_string(value)) {
+        report(t->L, mark_of(value), "%s'%s' must be a dotted path such as overall.model",
+               t->prefix, text_of(key));
+        return;
+    }
+    free(*root);
+    *root = nj_xstrdup(is_null(value) ? "" : text_of(value));
+}
+
+static void parse_gate_metrics(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    parse_gate_root(t, key, value, &((nj_gate_spec *)t->obj)->candidate_root);
+}
+
+static void parse_gate_champion_metrics(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    parse_gate_root(t, key, value, &((nj_gate_spec *)t->obj)->champion_root);
+}
+
+/* Each rule is parsed here for its diagnostics (at the column of the
+ * problem) and again, from the kept text, when the gate is evaluated. */
+static void gate_rule(target *t, yaml_node_t *node)
+{
+    nj_gate_spec *g = t->obj;
+    nj_gate gate;
+    nj_gate_init(&gate);
+    nj_err err = {0};
+    int col = 1;
+    if (nj_gate_add(&gate, text_of(node), &col, &err) < 0) {
+        report(t->L, mark_in_scalar(node, (size_t)(col > 0 ? col - 1 : 0)), "%s%s", t->prefix,
+               err.msg);
+    } else {
+        size_t n = g->rules.len;
+        nj_strs_push(&g->rules, text_of(node));
+        g->rule_marks = nj_xrealloc(g->rule_marks, (n + 1) * sizeof(*g->rule_marks));
+        g->rule_marks[n] = mark_of(node);
+    }
+    nj_gate_release(&gate);
+}
+
+static void parse_gate_rules(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (value->type == YAML_SEQUENCE_NODE && item_count(value) == 0) {
+        report(t->L, mark_of(value), "%s'rules' must not be empty", t->prefix);
+        return;
+    }
+    each_string_item(t, key, value, "rules such as 'auc >= 0.6'", gate_rule);
+}
+
+static const key_rule gate_keys[] = {
+    {"candidate", 1, parse_gate_candidate},
+    {"metrics", 0, parse_gate_metrics},
+    {"champion_metrics", 0, parse_gate_champion_metrics},
+    {"rules", 1, parse_gate_rules},
+};
+
+static void parse_gate(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_stage *s = stage_of(t);
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, value_mark(key, value),
+               "%s'gate' must be a mapping {candidate, metrics, champion_metrics, rules}",
+               t->prefix);
+        return;
+    }
+    nj_gate_spec *g = nj_xcalloc(1, sizeof(*g));
+    g->mark = mark_of(key);
+    g->candidate_root = nj_xstrdup("");
+    char *prefix = nj_xasprintf("%sgate: ", t->prefix);
+    target gt = {t->L, prefix, t->set, t->stage, NULL, g};
+    walk_mapping(&gt, value, gate_keys, sizeof(gate_keys) / sizeof(gate_keys[0]), mark_of(key));
+    free(prefix);
+    s->gate = g;
+}
+
+/* `cmd` is required unless
  * the stage is a snapshot: check_stage_kind() says so. */
 static const key_rule stage_keys[] = {
     {"cmd", 0, parse_cmd},
@@ -862,6 +991,8 @@ static const key_rule stage_keys[] = {
     {"workdir", 0, parse_workdir},
     {"partitioned", 0, parse_partitioned},
     {"snapshot", 0, parse_snapshot},
+    {"metrics", 0, parse_metrics},
+    {"gate", 0, parse_gate},
 };
 
 static const key_rule defaults_keys[] = {
@@ -950,7 +1081,7 @@ static void parse_defaults(target *t, yaml_node_t *key, yaml_node_t *value)
         report(t->L, mark_of(value), "'defaults' must be a mapping");
         return;
     }
-    target d = {t->L, "defaults: ", &t->L->defaults, 0, NULL};
+    target d = {t->L, "defaults: ", &t->L->defaults, 0, NULL, NULL};
     walk_mapping(&d, value, defaults_keys, sizeof(defaults_keys) / sizeof(defaults_keys[0]),
                  mark_of(key));
 }
@@ -1022,7 +1153,7 @@ static void parse_stages(target *t, yaml_node_t *key, yaml_node_t *value)
             report(L, value_mark(k, v), "stage '%s' must be a mapping", name);
             continue;
         }
-        target st = {L, x->prefix, &x->set, p->nstages - 1, NULL};
+        target st = {L, x->prefix, &x->set, p->nstages - 1, NULL, NULL};
         walk_mapping(&st, v, stage_keys, sizeof(stage_keys) / sizeof(stage_keys[0]), mark_of(k));
         check_stage_kind(L, p->nstages - 1, mark_of(k));
     }
@@ -1066,7 +1197,7 @@ static void parse_cache(target *t, yaml_node_t *key, yaml_node_t *value)
         report(t->L, mark_of(value), "'cache' must be a mapping");
         return;
     }
-    target c = {t->L, "cache: ", t->set, 0, NULL};
+    target c = {t->L, "cache: ", t->set, 0, NULL, NULL};
     walk_mapping(&c, value, cache_keys, sizeof(cache_keys) / sizeof(cache_keys[0]), mark_of(key));
 }
 
@@ -1129,17 +1260,154 @@ static void parse_partition(target *t, yaml_node_t *key, yaml_node_t *value)
     part->enabled = 1;
     part->lag_days = 1;
     part->mark = mark_of(key);
-    target pt = {t->L, "partition: ", t->set, 0, NULL};
+    target pt = {t->L, "partition: ", t->set, 0, NULL, NULL};
     walk_mapping(&pt, value, partition_keys, sizeof(partition_keys) / sizeof(partition_keys[0]),
                  mark_of(key));
 }
 
-/* Later issues add publish. */
+/* ---- publish: ------------------------------------------------------------------ */
+
+static nj_publish_spec *table_of(target *t)
+{
+    return t->obj;
+}
+
+static void parse_table_from(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    nj_publish_spec *tb = table_of(t);
+    nj_mark ignored;
+    tb->from_mark = mark_of(value);
+    parse_model_ref(t, key, value, &tb->stage, &tb->out, &ignored, &ignored);
+}
+
+static void parse_table_columns(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    loader *L = t->L;
+    nj_publish_spec *tb = table_of(t);
+    if (value->type != YAML_MAPPING_NODE || pair_count(value) == 0) {
+        report(L, value_mark(key, value),
+               "%s'columns' must be a mapping of column names to text, integer or real",
+               t->prefix);
+        return;
+    }
+    size_t n = pair_count(value);
+    tb->columns = nj_xcalloc(n, sizeof(*tb->columns));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pair_key(t, value, i);
+        yaml_node_t *v = node_at(L, value->data.mapping.pairs.start[i].value);
+        if (!name) continue;
+        nj_err err = {0};
+        nj_column_type type = NJ_COLUMN_TEXT;
+        if (!is_string(v) || nj_column_type_parse(text_of(v), &type, &err) < 0) {
+            report(L, mark_of(v), "%scolumn '%s': %s", t->prefix, name,
+                   is_string(v) ? err.msg : "the type must be text, integer or real");
+            continue;
+        }
+        tb->columns[tb->ncolumns++] = (nj_publish_column){nj_xstrdup(name), type};
+    }
+}
+
+static void table_key_item(target *t, yaml_node_t *node)
+{
+    nj_publish_spec *tb = table_of(t);
+    tb->key = nj_xrealloc(tb->key, (tb->nkey + 1) * sizeof(*tb->key));
+    tb->key[tb->nkey++] = nj_xstrdup(text_of(node));
+}
+
+static void parse_table_key(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    each_string_item(t, key, value, "column names", table_key_item);
+}
+
+static void parse_table_keep(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    const char *text = is_string(value) ? text_of(value) : "";
+    size_t digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 6 || text[digits]) {
+        report(t->L, value_mark(key, value),
+               "%s'keep_partitions' must be a whole number of dates (0 keeps all)", t->prefix);
+        return;
+    }
+    table_of(t)->keep_partitions = (int)strtol(text, NULL, 10);
+}
+
+static const key_rule table_keys[] = {
+    {"from", 1, parse_table_from},
+    {"columns", 1, parse_table_columns},
+    {"key", 0, parse_table_key},
+    {"keep_partitions", 0, parse_table_keep},
+};
+
+static void parse_publish_tables(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    loader *L = t->L;
+    nj_pipeline *p = L->p;
+    if (value->type != YAML_MAPPING_NODE || pair_count(value) == 0) {
+        report(L, value_mark(key, value), "publish: 'tables' must be a mapping of table names");
+        return;
+    }
+    size_t n = pair_count(value);
+    p->tables = nj_xcalloc(n, sizeof(*p->tables));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pair_key(t, value, i);
+        yaml_node_t *k = node_at(L, value->data.mapping.pairs.start[i].key);
+        yaml_node_t *v = node_at(L, value->data.mapping.pairs.start[i].value);
+        if (!name) continue;
+        if (v->type != YAML_MAPPING_NODE) {
+            report(L, value_mark(k, v), "publish: table '%s' must be a mapping {from, columns}",
+                   name);
+            continue;
+        }
+        nj_publish_spec *tb = &p->tables[p->ntables++];
+        tb->name = nj_xstrdup(name);
+        tb->mark = mark_of(k);
+        char *prefix = nj_xasprintf("publish: table '%s': ", name);
+        target tt = {L, prefix, t->set, 0, NULL, tb};
+        size_t problems = L->ndiags;
+        walk_mapping(&tt, v, table_keys, sizeof(table_keys) / sizeof(table_keys[0]), mark_of(k));
+        if (L->ndiags == problems) {
+            nj_publish_table spec = {tb->name, tb->columns, tb->ncolumns,
+                                     (const char *const *)tb->key, tb->nkey, tb->keep_partitions};
+            nj_err err = {0};
+            if (nj_publish_table_check(&spec, &err) < 0) report(L, mark_of(k), "publish: %s", err.msg);
+        }
+        free(prefix);
+    }
+}
+
+static void parse_publish_database(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (!is_string(value) || !*text_of(value)) {
+        report(t->L, value_mark(key, value), "publish: 'database' must be a path");
+        return;
+    }
+    char *path = nj_path_join(t->L->p->dir, text_of(value));
+    free(t->L->p->publish_db);
+    t->L->p->publish_db = nj_path_normalize(path);
+    free(path);
+}
+
+static const key_rule publish_keys[] = {
+    {"database", 0, parse_publish_database},
+    {"tables", 1, parse_publish_tables},
+};
+
+static void parse_publish(target *t, yaml_node_t *key, yaml_node_t *value)
+{
+    if (value->type != YAML_MAPPING_NODE) {
+        report(t->L, value_mark(key, value), "'publish' must be a mapping {database, tables}");
+        return;
+    }
+    target pt = {t->L, "publish: ", t->set, 0, NULL, NULL};
+    walk_mapping(&pt, value, publish_keys, sizeof(publish_keys) / sizeof(publish_keys[0]),
+                 mark_of(key));
+}
+
 static const key_rule top_keys[] = {
     {"pipeline", 1, parse_name}, {"workspace", 0, parse_workspace},
     {"params", 0, parse_params}, {"defaults", 0, parse_defaults},
     {"cache", 0, parse_cache},   {"partition", 0, parse_partition},
-    {"stages", 1, parse_stages},
+    {"stages", 1, parse_stages},       {"publish", 0, parse_publish},
 };
 
 /* ---- pass 2: references ------------------------------------------------------- */
@@ -1303,6 +1571,14 @@ static int check_expr(void *arg, const char *expr, size_t len, size_t offset)
         NJ_PUSH(self->uses, self->nuses, L->extra[t->stage].uses_cap, r);
         break;
     }
+    case NJ_EXPR_CHAMPION:
+        if (strcmp(sc->site->where, "cmd") != 0) {
+            report(L, at, "%s'{{%.*s}}' is only allowed in cmd", t->prefix, (int)len, expr);
+            break;
+        }
+        if (!self->uses_champion) L->extra[t->stage].champion_mark = at;
+        self->uses_champion = 1;
+        break;
     default:
         break;
     }
@@ -1452,7 +1728,7 @@ static void check_stage_refs(loader *L, size_t i)
     nj_pipeline *p = L->p;
     nj_stage *s = &p->stages[i];
     stage_extra *x = &L->extra[i];
-    target t = {L, x->prefix, &x->set, i, NULL};
+    target t = {L, x->prefix, &x->set, i, NULL, NULL};
 
     /* The candidate lists for "did you mean" are built only for an error:
      * building them per stage made loading quadratic in the stage count. */
@@ -1549,6 +1825,114 @@ static void resolve_settings(loader *L, size_t i)
 
 /* ---- loading ------------------------------------------------------------------- */
 
+/* ---- pass 2: metrics, gate, champion users, publish ------------------------------ */
+
+static void add_implicit_need(loader *L, size_t i, const char *stage, nj_mark at)
+{
+    nj_stage *s = &L->p->stages[i];
+    for (size_t k = 0; k < s->nneeds; k++)
+        if (strcmp(s->needs[k].name, stage) == 0) return;
+    nj_ref r = {nj_xstrdup(stage), at};
+    NJ_PUSH(s->needs, s->nneeds, L->extra[i].needs_cap, r);
+}
+
+/* A {stage, out} reference of `what` (the gate's candidate, a table's
+ * `from`): 1 when both exist, else reports and returns 0. */
+static int check_stage_out_ref(loader *L, const char *prefix, const char *stage, nj_mark stage_mark,
+                               const char *out, nj_mark out_mark)
+{
+    nj_pipeline *p = L->p;
+    if (!stage || !out) return 0;
+    size_t j = find_stage_n(p, stage, strlen(stage));
+    if (j == p->nstages) {
+        const char **names = stage_names(p);
+        report(L, stage_mark, "%sunknown stage '%s'%s", prefix, stage,
+               did_you_mean(stage, names, p->nstages));
+        free(names);
+        return 0;
+    }
+    if (!nj_stage_out(&p->stages[j], out)) {
+        const char **names = out_names(&p->stages[j]);
+        report(L, out_mark, "%sstage '%s' has no output '%s'%s", prefix, stage, out,
+               did_you_mean(out, names, p->stages[j].nouts));
+        free(names);
+        return 0;
+    }
+    return 1;
+}
+
+static void check_gate(loader *L, size_t i)
+{
+    nj_pipeline *p = L->p;
+    nj_stage *s = &p->stages[i];
+    nj_gate_spec *g = s->gate;
+    char *prefix = nj_xasprintf("%sgate: ", L->extra[i].prefix);
+    if (p->gate_stage) {
+        report(L, g->mark, "%sonly one stage of a pipeline may have a gate ('%s' has one)",
+               L->extra[i].prefix, p->gate_stage->name);
+    } else {
+        p->gate_stage = s;
+    }
+    if (!s->metrics)
+        report(L, g->mark, "%sa gate needs 'metrics:' (the JSON output its rules read)",
+               L->extra[i].prefix);
+    if (check_stage_out_ref(L, prefix, g->stage, g->stage_mark, g->out, g->out_mark)) {
+        if (strcmp(g->stage, s->name) == 0)
+            report(L, g->stage_mark, "%sthe candidate must come from another stage", prefix);
+        else
+            add_implicit_need(L, i, g->stage, g->stage_mark);
+    }
+    for (size_t k = 0; k < g->rules.len; k++) {
+        nj_gate gate;
+        nj_gate_init(&gate);
+        if (nj_gate_add(&gate, g->rules.items[k], NULL, NULL) == 0 && gate.rules[0].uses_champion &&
+            !g->champion_root)
+            report(L, g->rule_marks[k],
+                   "%srule '%s' compares with the champion but the gate has no "
+                   "'champion_metrics'",
+                   prefix, g->rules.items[k]);
+        nj_gate_release(&gate);
+    }
+    free(prefix);
+}
+
+static void check_release(loader *L)
+{
+    nj_pipeline *p = L->p;
+    for (size_t i = 0; i < p->nstages; i++) {
+        nj_stage *s = &p->stages[i];
+        if (s->metrics && !nj_stage_out(s, s->metrics)) {
+            const char **names = out_names(s);
+            report(L, s->metrics_mark, "%s'metrics' names no output '%s'%s", L->extra[i].prefix,
+                   s->metrics, did_you_mean(s->metrics, names, s->nouts));
+            free(names);
+        }
+        if (s->gate) check_gate(L, i);
+    }
+    /* Stages that use the champion wait for the gate of their date. */
+    for (size_t i = 0; i < p->nstages; i++) {
+        nj_stage *s = &p->stages[i];
+        if (!s->uses_champion || s == p->gate_stage) continue;
+        if (!p->gate_stage)
+            report(L, L->extra[i].champion_mark,
+                   "%s'{{models.champion}}' needs a stage with a 'gate:' (no stage has one)",
+                   L->extra[i].prefix);
+        else
+            add_implicit_need(L, i, p->gate_stage->name, L->extra[i].champion_mark);
+    }
+    for (size_t t = 0; t < p->ntables; t++) {
+        nj_publish_spec *tb = &p->tables[t];
+        char *prefix = nj_xasprintf("publish: table '%s': from: ", tb->name);
+        check_stage_out_ref(L, prefix, tb->stage, tb->from_mark, tb->out, tb->from_mark);
+        free(prefix);
+    }
+    if (p->ntables && !p->publish_db) {
+        char *rel = nj_xasprintf("serving/%s.db", p->name ? p->name : "pipeline");
+        p->publish_db = nj_path_join(p->dir, rel);
+        free(rel);
+    }
+}
+
 static void load_document(loader *L, const char *text, size_t len)
 {
     yaml_parser_t parser;
@@ -1572,7 +1956,7 @@ static void load_document(loader *L, const char *text, size_t len)
         nj_mark m = root ? mark_of(root) : (nj_mark){1, 1};
         report(L, m, "the pipeline file must be a mapping");
     } else {
-        target t = {L, "", NULL, 0, NULL};
+        target t = {L, "", NULL, 0, NULL, NULL};
         walk_mapping(&t, root, top_keys, sizeof(top_keys) / sizeof(top_keys[0]), mark_of(root));
         for (size_t i = 0; i < L->p->nstages; i++)
             resolve_partitioned(L, i);
@@ -1580,6 +1964,7 @@ static void load_document(loader *L, const char *text, size_t len)
             check_stage_refs(L, i);
             resolve_settings(L, i);
         }
+        check_release(L);
         check_out_overlaps(L);
     }
     yaml_document_delete(&L->doc);
@@ -1688,8 +2073,32 @@ void nj_pipeline_free(nj_pipeline *p)
             param_release(&s->env[k]);
         free(s->env);
         free(s->workdir);
+        free(s->metrics);
+        if (s->gate) {
+            free(s->gate->stage);
+            free(s->gate->out);
+            free(s->gate->candidate_root);
+            free(s->gate->champion_root);
+            nj_strs_release(&s->gate->rules);
+            free(s->gate->rule_marks);
+            free(s->gate);
+        }
     }
     free(p->stages);
+    for (size_t t = 0; t < p->ntables; t++) {
+        nj_publish_spec *tb = &p->tables[t];
+        free(tb->name);
+        free(tb->stage);
+        free(tb->out);
+        for (size_t c = 0; c < tb->ncolumns; c++)
+            free((char *)tb->columns[c].name);
+        free(tb->columns);
+        for (size_t k = 0; k < tb->nkey; k++)
+            free(tb->key[k]);
+        free(tb->key);
+    }
+    free(p->tables);
+    free(p->publish_db);
     for (size_t i = 0; i < p->nparams; i++)
         param_release(&p->params[i]);
     free(p->params);

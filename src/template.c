@@ -171,6 +171,9 @@ int nj_template_parse_expr(const char *expr, size_t len, nj_expr *out, nj_err *e
                 return 0;
             }
         }
+    } else if (len == 15 && memcmp(expr, "models.champion", 15) == 0) {
+        out->kind = NJ_EXPR_CHAMPION;
+        return 0;
     } else if (parse_ds(expr, len, out) == 0) {
         out->kind = NJ_EXPR_DS;
         return 0;
@@ -360,7 +363,8 @@ static int render_expr(render_state *st, const char *expr, size_t len)
     int rc = nj_template_parse_expr(expr, len, &e, st->err);
     if (rc) return rc;
     if (st->in_path &&
-        (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT || e.kind == NJ_EXPR_DEPS))
+        (e.kind == NJ_EXPR_OUT || e.kind == NJ_EXPR_STAGE_OUT || e.kind == NJ_EXPR_DEPS ||
+         e.kind == NJ_EXPR_CHAMPION))
         return nj_err_set(st->err, NJ_EFORMAT, "'{{%.*s}}' is not allowed in a path", (int)len,
                           expr);
     switch (e.kind) {
@@ -460,6 +464,9 @@ static int render_expr(render_state *st, const char *expr, size_t len)
         nj_strs_release(&paths);
         return 0;
     }
+    case NJ_EXPR_CHAMPION:
+        emit(st, ctx->champion ? ctx->champion : "");
+        return 0;
     default:
         NJ_BUG("unhandled template expression kind %d", e.kind);
     }

@@ -23,7 +23,7 @@
 static const char *const prog = "nj-evaluate";
 static const char usage[] =
     "usage: nj-evaluate --model MODEL.bin --features FEATURES/D.csv ... --out METRICS.json\n"
-    "                   [--champion CHAMPION.bin] [--top-origins 10]\n"
+    "                   [--champion CHAMPION.bin|""] [--top-origins 10]\n"
     "                   [--reference FEATURES/TRAIN1.csv ...] [--psi-warn 0.2]\n"
     "                   [--ks-warn 0.1] [--drift-bins 10]\n"
     "\n"
@@ -155,6 +155,9 @@ int main(int argc, char **argv)
         {"psi-warn", ST_OPT_DOUBLE, &psi_warn},      {"ks-warn", ST_OPT_DOUBLE, &ks_warn},
         {"drift-bins", ST_OPT_INT, &drift_bins},     {0}};
     st_args_parse(argc, argv, opts, prog, usage);
+    /* An empty --champion is no champion: nightjar renders {{models.champion}}
+     * so in the gate stage before any model was promoted. */
+    if (champion_path && !*champion_path) champion_path = NULL;
     st_args_require(model_path, "model", prog, usage);
     st_args_require(out_path, "out", prog, usage);
     if (inputs.n == 0) st_die(prog, ST_EXIT_USAGE, "--features needs at least one file");

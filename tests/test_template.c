@@ -42,7 +42,7 @@ static const char *demo = "pipeline: demo\n"
 static char *render(const nj_pipeline *p, const char *stage, const char *tmpl, const char *ds,
                     int quote, int absolute)
 {
-    nj_render_ctx ctx = {p, stage ? nj_pipeline_stage(p, stage) : NULL, ds, quote, absolute};
+    nj_render_ctx ctx = {p, stage ? nj_pipeline_stage(p, stage) : NULL, ds, quote, absolute, NULL};
     nj_err err = {0};
     char *out = NULL;
     cr_assert_eq(nj_template_render(tmpl, &ctx, &out, &err), 0, "%s: %s", tmpl, err.msg);
@@ -208,7 +208,7 @@ Test(template, logical_date_and_arithmetic)
 Test(template, render_errors_name_the_expression)
 {
     nj_pipeline *p = load_ok(demo);
-    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0};
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0, NULL};
     nj_err err = {0};
     char *out = (char *)1;
     cr_assert_eq(nj_template_render("x {{ds}}", &ctx, &out, &err), NJ_ENOTFOUND);
@@ -330,7 +330,7 @@ Test(template, window_paths_for_the_planner)
 Test(template, deps_render_errors)
 {
     nj_pipeline *p = load_ok(daily);
-    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "report"), "2001-01-05", 1, 0};
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "report"), "2001-01-05", 1, 0, NULL};
     nj_err err = {0};
     char *out = (char *)1;
     cr_assert_eq(nj_template_render("{{deps.lookup.t}}", &ctx, &out, &err), NJ_ENOTFOUND);
@@ -344,5 +344,25 @@ Test(template, deps_render_errors)
     ctx.stage = NULL;
     cr_assert_eq(nj_template_render("{{deps.features.table}}", &ctx, &out, &err), NJ_ENOTFOUND);
     cr_assert_str_eq(err.msg, "'{{deps.features.table}}' outside a stage");
+    nj_pipeline_free(p);
+}
+
+Test(template, champion_renders_the_model_path_or_an_empty_word)
+{
+    nj_pipeline *p = load_ok(demo);
+    nj_render_ctx ctx = {p, nj_pipeline_stage(p, "train"), NULL, 1, 0, "/store/ab cd"};
+    char *out = NULL;
+    nj_err err = {0};
+    cr_assert_eq(nj_template_render("eval --champion {{models.champion}}", &ctx, &out, &err), 0,
+                 "%s", err.msg);
+    cr_assert_str_eq(out, "eval --champion '/store/ab cd'");
+    free(out);
+    ctx.champion = NULL;
+    cr_assert_eq(nj_template_render("eval --champion {{ models.champion }}", &ctx, &out, &err), 0);
+    cr_assert_str_eq(out, "eval --champion ''", "no champion is one empty word, not a missing one");
+    free(out);
+    ctx.shell_quote = 0;
+    cr_assert_eq(nj_template_render("{{models.champion}}/x", &ctx, &out, &err), 0);
+    free(out);
     nj_pipeline_free(p);
 }

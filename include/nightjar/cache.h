@@ -64,11 +64,6 @@ const char *nj_cache_dir(const nj_cache *c);
 /* The run cache's database (index.db), for gc and verify; borrowed. */
 struct sqlite3 *nj_cache_index(nj_cache *c);
 
-/* Keeps the object `hash_hex` through every gc of this cache, for this
- * workspace and `reason` (e.g. "model"): registered models, published data.
- * Pinning it again changes nothing. */
-int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err);
-
 /* Groups many decisions and records into one transaction on each database
  * (a no-op run of a thousand stages is then two commits, not thousands). */
 int nj_cache_begin(nj_cache *c, nj_err *err);
@@ -121,6 +116,10 @@ int nj_cache_store_outputs(nj_cache *c, const nj_instance *inst, int worker, cha
  * the instance's last key. */
 int nj_cache_commit_outputs(nj_cache *c, const nj_instance *inst, const nj_key *key,
                             const char *outputs, int64_t run_id, nj_err *err);
+
+/* Keeps object `hash_hex` whatever gc decides (registered models), for this
+ * workspace; `reason` says why ("model"). Pinning twice changes nothing. */
+int nj_cache_pin(nj_cache *c, const char *hash_hex, const char *reason, nj_err *err);
 
 /* Why `inst` would run: the differences between `key` and the instance's last
  * recorded key, e.g. "never run", "cmd changed", "dep 'data/raw.csv' changed

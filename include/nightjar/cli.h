@@ -4,7 +4,8 @@
  *
  * Exit codes (documented in `nightjar --help` and the README):
  *   0 success, 1 a stage failed, 2 usage error, 3 invalid pipeline,
- *   4 system error (disk, database), 75 lock held, 130 interrupted. */
+ *   4 system error (disk, database), 5 a candidate model held by its gate,
+ *   75 lock held, 130 interrupted. */
 #ifndef NJ_CLI_H
 #define NJ_CLI_H
 
@@ -14,6 +15,7 @@ enum {
     NJ_EXIT_USAGE = 2,
     NJ_EXIT_INVALID = 3,
     NJ_EXIT_SYSTEM = 4,
+    NJ_EXIT_HELD = 5,
     NJ_EXIT_LOCKED = 75,
     NJ_EXIT_INTERRUPTED = 130,
 };

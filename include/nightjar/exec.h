@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "nightjar/err.h"
+#include "nightjar/instance.h"
 #include "nightjar/plan.h"
 #include "nightjar/state.h"
 
@@ -68,6 +69,19 @@ typedef struct nj_progress {
 
 typedef void (*nj_exec_report_fn)(void *ctx, const nj_event *ev, const nj_progress *progress);
 
+/* What the scheduler asks its caller while it works (release.h answers for
+ * `nightjar run`). Every member may be NULL. */
+typedef struct nj_exec_hooks {
+    void *ctx;
+    /* For a stage whose cmd uses {{models.champion}}, just before it is
+     * rendered: the path to render in *path (caller frees; NULL: none), or a
+     * negative code that fails the node with err->msg. */
+    int (*champion)(void *ctx, const nj_plan_node *node, char **path, nj_err *err);
+    /* A node ended well (ran, cached or up to date), before anything
+     * downstream starts: a negative return fails it with err->msg. */
+    int (*node_done)(void *ctx, const nj_plan_node *node, const nj_instance *inst, nj_err *err);
+} nj_exec_hooks;
+
 typedef struct nj_exec_opts {
     int jobs;              /* >= 1 */
     int max_active_dates;  /* > 0: at most this many dates in flight at once */
@@ -79,6 +93,7 @@ typedef struct nj_exec_opts {
     struct nj_cache *cache; /* NULL: run every selected stage, leave the cache alone */
     nj_exec_report_fn report; /* may be NULL */
     void *report_ctx;
+    const nj_exec_hooks *hooks; /* may be NULL */
 } nj_exec_opts;
 
 typedef struct nj_exec_result {

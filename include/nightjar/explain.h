@@ -11,6 +11,7 @@
 #define NJ_EXPLAIN_H
 
 #include "nightjar/cache.h"
+#include "nightjar/exec.h"
 #include "nightjar/plan.h"
 
 typedef struct nj_explanation {
@@ -19,8 +20,10 @@ typedef struct nj_explanation {
 } nj_explanation;
 
 /* Fills out[i] for every plan node (out has plan->n entries). `cache` may be
- * NULL (--no-cache): then everything runs, "cache disabled". */
-int nj_explain_plan(const nj_plan *plan, nj_cache *cache, nj_explanation *out, nj_err *err);
+ * NULL (--no-cache): then everything runs, "cache disabled". `hooks` (may be
+ * NULL) says what {{models.champion}} is, as for a run. */
+int nj_explain_plan(const nj_plan *plan, nj_cache *cache, const nj_exec_hooks *hooks,
+                    nj_explanation *out, nj_err *err);
 
 /* "run", "cached", "up-to-date" */
 const char *nj_decide_name(nj_decide_kind kind);

@@ -54,11 +54,12 @@ typedef struct nj_instance {
     size_t nenv;
 } nj_instance;
 
-/* Renders stage `s` of `p` for date `ds` (may be NULL). Returns 0, or a
- * negative code with err->msg naming the template that failed; *out is then
- * released. */
-int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds, nj_instance *out,
-                       nj_err *err);
+/* Renders stage `s` of `p` for date `ds` (may be NULL), with `champion` the
+ * path {{models.champion}} renders to (NULL: none, or a caller that only
+ * needs paths). Returns 0, or a negative code with err->msg naming the
+ * template that failed; *out is then released. */
+int nj_instance_render(const nj_pipeline *p, const nj_stage *s, const char *ds,
+                       const char *champion, nj_instance *out, nj_err *err);
 void nj_instance_release(nj_instance *inst);
 
 /* The other stage whose output is exactly input `in` (and that output), or

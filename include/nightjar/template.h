@@ -9,6 +9,10 @@
  *                            {stage: STAGE, out: OUT[, window: [...]]} the
  *                            stage declares, one per date of its window that
  *                            exists, oldest first (see nj_template_window_paths)
+ *     models.champion        in `cmd` only: the path of the pipeline's champion
+ *                            model (registry.h) in the object store; in the
+ *                            gate stage, the model its candidate is judged
+ *                            against. '' (an empty word) when there is none
  *     ds                     the logical date, YYYY-MM-DD
  *     ds_nodash              the logical date, YYYYMMDD
  *     ds - 1d, ds + 2w       date arithmetic in days or weeks (also ds_nodash)
@@ -43,6 +47,7 @@ enum {
     NJ_EXPR_OUT,       /* outs.NAME         name                          */
     NJ_EXPR_STAGE_OUT, /* stages.S.outs.NAME  stage, name                 */
     NJ_EXPR_DEPS,      /* deps.S.NAME       stage, name (S may hold dots)  */
+    NJ_EXPR_CHAMPION,  /* models.champion                                 */
 };
 typedef struct nj_expr {
     int kind;            /* NJ_EXPR_* */
@@ -75,6 +80,7 @@ typedef struct nj_render_ctx {
     const char *ds;          /* NULL: {{ds}} is an error */
     int shell_quote;         /* 1 for commands, 0 for paths */
     int absolute_paths;      /* 1: output paths rendered absolute (stage has a workdir) */
+    const char *champion;    /* {{models.champion}}: a path, or NULL for none */
 } nj_render_ctx;
 
 /* Renders `tmpl` into a new string (*out, caller frees). Returns 0 or
