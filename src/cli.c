@@ -29,12 +29,16 @@ static const char usage_text[] =
     "  gc         remove cache entries and objects nothing needs any more\n"
     "  verify     rehash the cache's objects and check its entries\n"
     "  snapshot   list, restore or create the archives that freeze a date's inputs\n"
+    "  models     list the registered models; promote or roll back the champion\n"
+    "  metrics    each stage's recorded metrics per date, with the gate's decisions\n"
+    "  lineage    the run, keys, model, training dates and gate behind a published date\n"
     "\n"
     "Run 'nightjar VERB --help' for a verb's options. 'nightjar --version' prints the version.\n"
     "\n"
     "exit codes:\n"
     "    0  success\n"
-    "    1  a stage or a publish failed (or the asked-for run or log does not exist)\n"
+    "    1  a stage or a publish failed (or the asked-for run, log, model or publication\n"
+    "       does not exist)\n"
     "    2  usage error\n"
     "    3  invalid pipeline\n"
     "    4  system error (disk, database)\n"
@@ -51,7 +55,8 @@ static const verb verbs[] = {
     {"run", cli_run},         {"validate", cli_validate}, {"dag", cli_dag},
     {"status", cli_status},   {"history", cli_history},   {"logs", cli_logs},
     {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
-    {"backfill", cli_backfill}, {"snapshot", cli_snapshot},
+    {"backfill", cli_backfill}, {"snapshot", cli_snapshot}, {"models", cli_models},
+    {"metrics", cli_metrics},   {"lineage", cli_lineage},
 };
 
 /* libuv's thread pool (hashing, storing outputs) has 4 threads unless told

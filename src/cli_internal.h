@@ -105,5 +105,8 @@ int cli_gc(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_backfill(int argc, char **argv);
 int cli_snapshot(int argc, char **argv);
+int cli_models(int argc, char **argv);  /* cli_models.c */
+int cli_metrics(int argc, char **argv);
+int cli_lineage(int argc, char **argv);
 
 #endif
