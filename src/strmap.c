@@ -30,6 +30,13 @@ void nj_strmap_release(nj_strmap *m)
     nj_strmap_init(m);
 }
 
+void nj_strmap_free_values(nj_strmap *m, void (*free_value)(void *))
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key) free_value(m->slots[i].value);
+    nj_strmap_release(m);
+}
+
 /* The slot holding `key`, or the empty slot where it would go. */
 static nj_strmap_slot *find_slot(nj_strmap_slot *slots, size_t cap, const char *key,
                                  uint64_t hash)

@@ -9,7 +9,8 @@
  *     nj_stage *found = nj_strmap_get(&names, "train");
  *     nj_strmap_release(&names);
  *
- * Ownership: the map owns only its table. Keys and values are borrowed: a
+ * Ownership: the map owns only its table. Keys and values are borrowed (but
+ * see nj_strmap_free_values() for maps whose values own their keys): a
  * key must stay unchanged and alive as long as it is in the map. There is no
  * removal; a value may be replaced. Not thread-safe.
  */
@@ -32,6 +33,9 @@ typedef struct nj_strmap {
 
 void nj_strmap_init(nj_strmap *m);
 void nj_strmap_release(nj_strmap *m); /* frees the table; m is re-initialised */
+/* Calls free_value on every value, then nj_strmap_release(): for maps that
+ * own their values (and keys inside them). */
+void nj_strmap_free_values(nj_strmap *m, void (*free_value)(void *));
 /* The value stored for `key`, or NULL. */
 void *nj_strmap_get(const nj_strmap *m, const char *key);
 /* Stores `value` for `key`, which from then on is the key the map holds (the
