@@ -136,8 +136,8 @@ static void *run_worker(void *arg)
  * grad and hess are not NULL, fills the gradient and the lower triangle of
  * the Hessian. Fusing the three keeps a Newton step at one read of z. */
 static double evaluate(const double *x, const double *y, size_t n, int k, const double *mean,
-                       const double *inv_scale, const double *beta, double l2, double *grad,
-                       double *hess)
+                       const double *inv_scale, const double *beta, double l2, int nthreads,
+                       double *grad, double *hess)
 {
     size_t kk = (size_t)k * (size_t)k;
     pass ps = {x,
@@ -151,9 +151,6 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
                {0},
                st_xcalloc(NCHUNKS * (size_t)k, sizeof(double)),
                st_xcalloc(NCHUNKS * kk, sizeof(double))};
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int nthreads = cpus < 1 ? 1 : cpus > NCHUNKS ? NCHUNKS : (int)cpus;
-    if (n < 10000) nthreads = 1; /* not worth a thread */
     pthread_t tid[NCHUNKS];
     worker workers[NCHUNKS];
     int started = 0;
@@ -197,6 +194,17 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
 int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, st_logreg *model,
                   st_err *err)
 {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cpus < 1 ? 1 : cpus > NCHUNKS ? NCHUNKS : (int)cpus;
+    if (n < 10000) threads = 1; /* not worth a thread */
+    return st_logreg_fit_threads(x, y, n, p, l2, threads, model, err);
+}
+
+int st_logreg_fit_threads(const double *x, const double *y, size_t n, int p, double l2,
+                          int threads, st_logreg *model, st_err *err)
+{
+    if (threads > NCHUNKS) threads = NCHUNKS; /* one chunk is the most a thread can take */
+    if (threads < 1) threads = 1;
     if (n == 0) return st_err_set(err, "no training rows");
     size_t pos = 0;
     for (size_t i = 0; i < n; i++)
@@ -235,7 +243,7 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, 
     double *hess = st_xmalloc((size_t)k * (size_t)k * sizeof *hess);
     /* Start from the base rate so the first step is already sensible. */
     beta[0] = log((double)pos / (double)(n - pos));
-    double f = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, grad, hess);
+    double f = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, threads, grad, hess);
     int rc = -1, it;
     for (it = 1; it <= MAX_ITERATIONS; it++) {
         memcpy(step, grad, (size_t)k * sizeof *step);
@@ -260,8 +268,8 @@ int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, 
             for (int j = 0; j < k; j++)
                 beta[j] -= t * step[j];
             int last = decrement / 2 < 1e-5 * (double)n;
-            fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, last ? NULL : grad,
-                            last ? NULL : hess);
+            fnew = evaluate(x, y, n, k, model->mean, inv_scale, beta, l2, threads,
+                            last ? NULL : grad, last ? NULL : hess);
             if (fnew <= f || h == 39) {
                 rc = last ? 0 : -1;
                 break;
