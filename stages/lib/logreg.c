@@ -72,15 +72,26 @@ static int cholesky_solve(double *a, double *b, int k)
  * threads ran them: same input, same bits, on any machine. */
 enum { NCHUNKS = 8 };
 
+/* The Hessian sum_i w_i z_i z_i^T is the bulk of the work: k(k+1)/2
+ * multiply-adds per row. A rank-1 update per row loads and stores every
+ * entry of the triangle for 2 flops each, so it runs at the speed of the
+ * stores. Instead the rows go through in blocks of BLOCK, and the triangle
+ * in TILE x TILE tiles that stay in registers while a whole block is added
+ * into them; the inner TILE-wide loops vectorise (2 doubles a lane on
+ * baseline x86-64). Each entry still gets its rows added one by one in row
+ * order, exactly as a rank-1 update would, so the blocking changes no bit.
+ * Rows are padded with zero columns to a multiple of TILE (kpad). */
+enum { BLOCK = 32, TILE = 4 };
+
 typedef struct pass {
     const double *x, *y, *beta;
     const double *mean, *inv_scale; /* [k - 1] standardisation */
     size_t n;
-    int k;
+    int k, kpad;
     int want_derivatives;
     double f[NCHUNKS];
     double *grad; /* [NCHUNKS][k] */
-    double *hess; /* [NCHUNKS][k][k], lower triangle */
+    double *hess; /* [NCHUNKS][kpad][kpad], the tiles on and below the diagonal */
 } pass;
 
 typedef struct worker {
@@ -88,40 +99,78 @@ typedef struct worker {
     int first, stride; /* chunks first, first + stride, ... */
 } worker;
 
+/* hess += sum over the nb rows of wz[r][a] * z[r][b] for every tile on or
+ * below the diagonal; z and wz are nb x kpad, hess kpad x kpad. */
+static void add_block_hessian(double *hess, const double *z, const double *wz, int nb, int kpad)
+{
+    for (int a0 = 0; a0 < kpad; a0 += TILE)
+        for (int b0 = 0; b0 <= a0; b0 += TILE) {
+            double acc[TILE][TILE];
+            for (int i = 0; i < TILE; i++)
+                for (int t = 0; t < TILE; t++)
+                    acc[i][t] = hess[(a0 + i) * kpad + b0 + t];
+            for (int r = 0; r < nb; r++) {
+                const double *zr = z + r * kpad + b0, *wr = wz + r * kpad + a0;
+                for (int i = 0; i < TILE; i++)
+                    for (int t = 0; t < TILE; t++)
+                        acc[i][t] += wr[i] * zr[t];
+            }
+            for (int i = 0; i < TILE; i++)
+                for (int t = 0; t < TILE; t++)
+                    hess[(a0 + i) * kpad + b0 + t] = acc[i][t];
+        }
+}
+
 static void run_chunk(pass *ps, int c)
 {
-    int k = ps->k;
+    int k = ps->k, kpad = ps->kpad;
     size_t lo = ps->n * (size_t)c / NCHUNKS, hi = ps->n * (size_t)(c + 1) / NCHUNKS;
     double *grad = ps->grad + (size_t)c * (size_t)k;
-    double *hess = ps->hess + (size_t)c * (size_t)k * (size_t)k;
+    double *hess = ps->hess + (size_t)c * (size_t)kpad * (size_t)kpad;
     double f = 0;
-    /* The standardised row is made on the fly: cheaper than reading (and
-     * first faulting in) a standardised copy of the whole matrix. */
-    double *row = st_xmalloc((size_t)k * sizeof *row);
-    row[0] = 1.0;
-    for (size_t i = lo; i < hi; i++) {
-        const double *xi = ps->x + i * (size_t)(k - 1);
-        for (int j = 1; j < k; j++)
-            row[j] = (xi[j - 1] - ps->mean[j - 1]) * ps->inv_scale[j - 1];
-        double eta = 0;
-        for (int j = 0; j < k; j++)
-            eta += row[j] * ps->beta[j];
-        /* One exp serves both the loss log(1 + e^eta) - y eta and mu. */
-        double e = exp(-fabs(eta));
-        f += (eta > 0 ? eta : 0) + log1p(e) - ps->y[i] * eta;
-        if (!ps->want_derivatives) continue;
-        double mu = eta >= 0 ? 1 / (1 + e) : e / (1 + e);
-        double r = mu - ps->y[i], w = mu * (1 - mu);
-        for (int a = 0; a < k; a++) {
-            double wa = w * row[a];
-            double *h = hess + (size_t)a * (size_t)k;
-            grad[a] += r * row[a];
-            for (int b = 0; b <= a; b++) /* an axpy: vectorises */
-                h[b] += wa * row[b];
+    /* The standardised rows are made on the fly, a block at a time: cheaper
+     * than reading (and first faulting in) a standardised copy of the whole
+     * matrix. z[r] = (1, standardised x, zero padding); wz[r] = w_r z[r]. */
+    double *z = st_xcalloc((size_t)BLOCK * (size_t)kpad, sizeof *z);
+    double *wz = st_xcalloc((size_t)BLOCK * (size_t)kpad, sizeof *wz);
+    double eta[BLOCK];
+    for (size_t i0 = lo; i0 < hi; i0 += BLOCK) {
+        int nb = hi - i0 < BLOCK ? (int)(hi - i0) : BLOCK;
+        const double *yb = ps->y + i0;
+        for (int r = 0; r < nb; r++) {
+            const double *xi = ps->x + (i0 + (size_t)r) * (size_t)(k - 1);
+            double *row = z + r * kpad;
+            row[0] = 1.0;
+            for (int j = 1; j < k; j++)
+                row[j] = (xi[j - 1] - ps->mean[j - 1]) * ps->inv_scale[j - 1];
         }
+        /* eta = z . beta, summed over j in order for each row, but a column
+         * at a time across the block: the adds of one row form a chain that
+         * would otherwise stall on the adder's latency at every step. */
+        for (int r = 0; r < nb; r++)
+            eta[r] = 0;
+        for (int j = 0; j < k; j++)
+            for (int r = 0; r < nb; r++)
+                eta[r] += z[r * kpad + j] * ps->beta[j];
+        for (int r = 0; r < nb; r++) {
+            /* One exp serves both the loss log(1 + e^eta) - y eta and mu. */
+            double e = exp(-fabs(eta[r]));
+            f += (eta[r] > 0 ? eta[r] : 0) + log1p(e) - yb[r] * eta[r];
+            if (!ps->want_derivatives) continue;
+            double mu = eta[r] >= 0 ? 1 / (1 + e) : e / (1 + e);
+            double res = mu - yb[r], w = mu * (1 - mu);
+            const double *row = z + r * kpad;
+            double *wrow = wz + r * kpad;
+            for (int a = 0; a < k; a++) {
+                grad[a] += res * row[a];
+                wrow[a] = w * row[a];
+            }
+        }
+        if (ps->want_derivatives) add_block_hessian(hess, z, wz, nb, kpad);
     }
     ps->f[c] = f;
-    free(row);
+    free(z);
+    free(wz);
 }
 
 static void *run_worker(void *arg)
@@ -139,7 +188,8 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
                        const double *inv_scale, const double *beta, double l2, int nthreads,
                        double *grad, double *hess)
 {
-    size_t kk = (size_t)k * (size_t)k;
+    int kpad = (k + TILE - 1) / TILE * TILE;
+    size_t kk = (size_t)kpad * (size_t)kpad;
     pass ps = {x,
                y,
                beta,
@@ -147,6 +197,7 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
                inv_scale,
                n,
                k,
+               kpad,
                grad != NULL,
                {0},
                st_xcalloc(NCHUNKS * (size_t)k, sizeof(double)),
@@ -169,14 +220,14 @@ static double evaluate(const double *x, const double *y, size_t n, int k, const 
     double f = 0;
     if (grad) {
         memset(grad, 0, (size_t)k * sizeof *grad);
-        memset(hess, 0, kk * sizeof *hess);
+        memset(hess, 0, (size_t)k * (size_t)k * sizeof *hess);
     }
     for (int c = 0; c < NCHUNKS; c++) {
         f += ps.f[c];
         for (int a = 0; grad && a < k; a++) {
             grad[a] += ps.grad[(size_t)c * (size_t)k + (size_t)a];
             for (int b = 0; b <= a; b++)
-                hess[a * k + b] += ps.hess[(size_t)c * kk + (size_t)(a * k + b)];
+                hess[a * k + b] += ps.hess[(size_t)c * kk + (size_t)(a * kpad + b)];
         }
     }
     free(ps.grad);
