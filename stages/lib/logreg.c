@@ -152,10 +152,17 @@ static void run_chunk(pass *ps, int c)
         for (int j = 0; j < k; j++)
             for (int r = 0; r < nb; r++)
                 eta[r] += z[r * kpad + j] * ps->beta[j];
+        /* The loss of a row is log(1 + e^eta) - y eta = max(eta, 0) + log(1 + e)
+         * - y eta with e = e^-|eta|, and one exp serves it and mu. The logs
+         * of a block are taken as one log of the product of the 1 + e, each
+         * in (1, 2] so that BLOCK of them cannot overflow: a log per row
+         * was a fifth of the fit. The product's rounding (BLOCK ulps) costs
+         * about 1e-14 per block, far below the rounding of f itself. */
+        double loss = 0, product = 1;
         for (int r = 0; r < nb; r++) {
-            /* One exp serves both the loss log(1 + e^eta) - y eta and mu. */
             double e = exp(-fabs(eta[r]));
-            f += (eta[r] > 0 ? eta[r] : 0) + log1p(e) - yb[r] * eta[r];
+            loss += (eta[r] > 0 ? eta[r] : 0) - yb[r] * eta[r];
+            product *= 1 + e;
             if (!ps->want_derivatives) continue;
             double mu = eta[r] >= 0 ? 1 / (1 + e) : e / (1 + e);
             double res = mu - yb[r], w = mu * (1 - mu);
@@ -166,6 +173,7 @@ static void run_chunk(pass *ps, int c)
                 wrow[a] = w * row[a];
             }
         }
+        f += loss + log(product);
         if (ps->want_derivatives) add_block_hessian(hess, z, wz, nb, kpad);
     }
     ps->f[c] = f;
