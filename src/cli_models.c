@@ -170,8 +170,8 @@ static int step(sqlite3 *db, sqlite3_stmt *q)
 static int table_exists(sqlite3 *db, const char *name)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1,
+                           &q, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     int found = sqlite3_step(q) == SQLITE_ROW;
@@ -332,9 +332,8 @@ static int models_list(cli_session *ss, int json)
         nj_json *doc = parse_stored(m->metrics);
         headline_metrics(doc, 4, &metrics);
         nj_json_free(doc);
-        printf("%-12.12s  %-19s  %-24s  %-28s  %-17s  %s\n", m->version, when, where,
-               dates.data, m->aliases ? m->aliases : "-",
-               metrics.len ? metrics.data : "-");
+        printf("%-12.12s  %-19s  %-24s  %-28s  %-17s  %s\n", m->version, when, where, dates.data,
+               m->aliases ? m->aliases : "-", metrics.len ? metrics.data : "-");
         free(where);
         nj_buf_release(&dates);
         nj_buf_release(&metrics);
@@ -365,8 +364,8 @@ static int models_events(cli_session *ss, int last, int json)
     if (json) printf("[");
     if (!json && n == 0) printf("no model events recorded for '%s'\n", ss->p->name);
     if (!json && n)
-        printf("%5s  %-19s  %-8s  %-12s  %-12s  %7s  %s\n", "ID", "TIME (UTC)", "ACTION",
-               "VERSION", "PREVIOUS", "RUN", "DETAIL");
+        printf("%5s  %-19s  %-8s  %-12s  %-12s  %7s  %s\n", "ID", "TIME (UTC)", "ACTION", "VERSION",
+               "PREVIOUS", "RUN", "DETAIL");
     for (size_t i = 0; i < n; i++) {
         const nj_model_event *e = &ev[i];
         char when[32];
@@ -442,8 +441,8 @@ static int locked_open(locked *l, const char *verb, const char *path, int64_t wa
     int ran = nj_fs_exists(state_path);
     free(state_path);
     if (!ran) {
-        cli_error("%s: pipeline '%s' has never run in %s: no models are registered", verb,
-                  p->name, p->workspace);
+        cli_error("%s: pipeline '%s' has never run in %s: no models are registered", verb, p->name,
+                  p->workspace);
         return NJ_EXIT_FAILED;
     }
     nj_err err = {0};
@@ -578,8 +577,8 @@ int cli_models(int argc, char **argv)
             cli_error("models: unknown command '%s' (list, promote, rollback or events)", sub);
         return NJ_EXIT_USAGE;
     }
-    static const cli_opt opts[] = {{"--json", NULL, 0}, {"--last", NULL, 1},
-                                   {"--wait-lock", NULL, 1}};
+    static const cli_opt opts[] = {
+        {"--json", NULL, 0}, {"--last", NULL, 1}, {"--wait-lock", NULL, 1}};
     /* Each command takes only its own options: list --json; events --last,
      * --json; promote and rollback --wait-lock. */
     static const cli_opt *const tables[] = {opts, opts, opts + 2, opts + 2};
@@ -589,8 +588,8 @@ int cli_models(int argc, char **argv)
     int t = which == LIST ? 0 : which == EVENTS ? 1 : which == PROMOTE ? 2 : 3;
     size_t npos = which == PROMOTE ? 2 : 1;
     cli_args a;
-    int code = parse_verb(names[t], models_help, argc - 1, argv + 1, tables[t], sizes[t], npos,
-                          npos, &a);
+    int code =
+        parse_verb(names[t], models_help, argc - 1, argv + 1, tables[t], sizes[t], npos, npos, &a);
     if (code >= 0) goto out_args;
     if (which == LIST || which == EVENTS) {
         int last = 20;
@@ -599,8 +598,7 @@ int cli_models(int argc, char **argv)
             goto out_args;
         }
         cli_session ss = {0};
-        if (!(code = cli_session_load(&ss, a.positional[0])) &&
-            !(code = cli_session_open(&ss, 0)))
+        if (!(code = cli_session_load(&ss, a.positional[0])) && !(code = cli_session_open(&ss, 0)))
             code = which == LIST ? models_list(&ss, cli_flag(&a, 0))
                                  : models_events(&ss, last, cli_flag(&a, 0));
         cli_session_close(&ss);
@@ -795,8 +793,7 @@ static void gate_text(const gate_row *g, nj_buf *out)
 #define MAX_METRIC_COLUMNS 8
 
 /* One table: the rows [from, to) of one stage. */
-static void print_metric_table(const nj_pipeline *p, const metric_row *rows, size_t from,
-                               size_t to)
+static void print_metric_table(const nj_pipeline *p, const metric_row *rows, size_t from, size_t to)
 {
     const nj_stage *g = gate_of(p, rows[from].stage);
     const char *root = g ? g->gate->candidate_root : NULL;
@@ -1077,8 +1074,7 @@ static void lineage_release(lineage *l)
 
 /* Lists, in the error for a table or date that was never published, what
  * was: the table's dates (newest first), or the tables published at all. */
-static int explain_unpublished(sqlite3 *db, const nj_pipeline *p, const char *table,
-                               const char *ds)
+static int explain_unpublished(sqlite3 *db, const nj_pipeline *p, const char *table, const char *ds)
 {
     sqlite3_stmt *q;
     int code = prepare(db, &q,
@@ -1126,8 +1122,8 @@ static int explain_unpublished(sqlite3 *db, const nj_pipeline *p, const char *ta
     const char *hint = nj_suggest(table, (const char *const *)names.items, names.len);
     char *did_you_mean = hint ? nj_xasprintf(" (did you mean '%s'?)", hint) : nj_xstrdup("");
     if (list.len)
-        cli_error("lineage: table '%s' of '%s' was never published%s; published tables: %s",
-                  table, p->name, did_you_mean, list.data);
+        cli_error("lineage: table '%s' of '%s' was never published%s; published tables: %s", table,
+                  p->name, did_you_mean, list.data);
     else
         cli_error("lineage: table '%s' of '%s' was never published%s; nothing has been "
                   "published yet",
@@ -1200,8 +1196,9 @@ static int read_run(sqlite3 *db, int64_t run_id, run_info *r)
 static int read_model_source(sqlite3 *db, const char *version, model_source *s)
 {
     sqlite3_stmt *q;
-    int code = prepare(db, &q, "SELECT stage, ds, key, components FROM model_sources WHERE "
-                               "version = ?1",
+    int code = prepare(db, &q,
+                       "SELECT stage, ds, key, components FROM model_sources WHERE "
+                       "version = ?1",
                        version, (char *)NULL);
     if (code) return code;
     int row = step(db, q);
@@ -1432,8 +1429,8 @@ static void print_lineage_text(const lineage *l)
     const promotion *pr = &l->promo;
     if (pr->found) {
         format_utc(pr->decided_ms, when, sizeof(when));
-        printf(LABEL "promoted by %s@%s in run %lld at %s UTC over %.12s (%s)\n", "gate",
-               pr->stage, *pr->ds ? pr->ds : "-", (long long)pr->run_id, when,
+        printf(LABEL "promoted by %s@%s in run %lld at %s UTC over %.12s (%s)\n", "gate", pr->stage,
+               *pr->ds ? pr->ds : "-", (long long)pr->run_id, when,
                pr->baseline ? pr->baseline : "no champion", pr->passed ? "passed" : "not passed");
         nj_json *checks = parse_stored(pr->checks);
         const nj_json *list = nj_json_get(checks, "checks");
@@ -1608,8 +1605,8 @@ int cli_lineage(int argc, char **argv)
         goto out;
     l.pipeline = ss.p->name;
     if (!ss.st) {
-        cli_error("lineage: pipeline '%s' has never run in %s: nothing was published",
-                  ss.p->name, ss.p->workspace);
+        cli_error("lineage: pipeline '%s' has never run in %s: nothing was published", ss.p->name,
+                  ss.p->workspace);
         code = NJ_EXIT_FAILED;
         goto out;
     }

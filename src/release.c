@@ -21,7 +21,7 @@
 /* The champion version a stage instance rendered with. */
 typedef struct used_model {
     size_t stage;
-    char *ds; /* NULL for an unpartitioned stage */
+    char *ds;      /* NULL for an unpartitioned stage */
     char *version; /* NULL: none (the gate stage's first date) */
 } used_model;
 
@@ -127,7 +127,8 @@ static char *git_head(const char *dir)
             } else {
                 char *packed = nj_path_join(gitdir, "packed-refs");
                 if (nj_fs_read_file(packed, &value, &len, NULL) == 0) {
-                    for (char *line = strtok(value, "\n"); line && !commit; line = strtok(NULL, "\n")) {
+                    for (char *line = strtok(value, "\n"); line && !commit;
+                         line = strtok(NULL, "\n")) {
                         char *space = strchr(line, ' ');
                         if (space && strcmp(space + 1, ref) == 0)
                             commit = nj_xstrndup(line, (size_t)(space - line));
@@ -158,8 +159,9 @@ static int model_path(nj_release *rel, const char *version, char **path, nj_err 
     int rc = nj_registry_get(rel->reg, version, &m, err);
     if (rc < 0) return rc;
     if (!m.path || !nj_fs_exists(m.path)) {
-        rc = nj_err_set(err, NJ_ENOTFOUND, "model %.12s of pipeline '%s' is missing from the store%s%s",
-                        version, rel->p->name, m.path ? " at " : "", m.path ? m.path : "");
+        rc = nj_err_set(err, NJ_ENOTFOUND,
+                        "model %.12s of pipeline '%s' is missing from the store%s%s", version,
+                        rel->p->name, m.path ? " at " : "", m.path ? m.path : "");
         nj_model_record_release(&m);
         return rc;
     }
@@ -183,7 +185,8 @@ static int candidate_of(nj_release *rel, const char *ds, nj_instance *inst, cons
         if (strcmp(s->outs[i].name, g->out) == 0) *path = inst->outs[i].abs;
     struct stat sb;
     if (stat(*path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = nj_err_set(err, NJ_ENOTFOUND, "gate: candidate '%s' (output '%s' of stage '%s') is not a file",
+        rc = nj_err_set(err, NJ_ENOTFOUND,
+                        "gate: candidate '%s' (output '%s' of stage '%s') is not a file",
                         inst->outs[0].rel, g->out, g->stage);
         nj_instance_release(inst);
         return rc;
@@ -237,7 +240,8 @@ static void remember_use(nj_release *rel, size_t stage, const char *ds, const ch
 static const char *used_version(const nj_release *rel, size_t stage, const char *ds)
 {
     for (size_t i = 0; i < rel->nused; i++)
-        if (rel->used[i].stage == stage && same_ds(rel->used[i].ds, ds)) return rel->used[i].version;
+        if (rel->used[i].stage == stage && same_ds(rel->used[i].ds, ds))
+            return rel->used[i].version;
     return NULL;
 }
 
@@ -297,13 +301,14 @@ static int record_metrics(nj_release *rel, const nj_stage *s, const nj_instance 
     char hex[NJ_HASH_HEX_SIZE];
     nj_hash_hex(&h, hex);
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(rel->db,
-                           "INSERT INTO stage_metrics (pipeline, stage, ds, run_id, metrics, hash,"
-                           " recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                           " ON CONFLICT (pipeline, stage, ds) DO UPDATE SET run_id = excluded.run_id,"
-                           " metrics = excluded.metrics, hash = excluded.hash,"
-                           " recorded_ms = excluded.recorded_ms WHERE hash != excluded.hash",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            rel->db,
+            "INSERT INTO stage_metrics (pipeline, stage, ds, run_id, metrics, hash,"
+            " recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (pipeline, stage, ds) DO UPDATE SET run_id = excluded.run_id,"
+            " metrics = excluded.metrics, hash = excluded.hash,"
+            " recorded_ms = excluded.recorded_ms WHERE hash != excluded.hash",
+            -1, &q, NULL) != SQLITE_OK) {
         free(text);
         return db_error(rel, err, "cannot record metrics");
     }
@@ -416,7 +421,8 @@ static int register_candidate(nj_release *rel, const char *ds, const nj_json *me
             sqlite3_bind_text(q, 3, inst.ds ? inst.ds : "", -1, SQLITE_STATIC);
             bind_opt_text(q, 4, key);
             bind_opt_text(q, 5, components);
-            if (sqlite3_step(q) != SQLITE_DONE) rc = db_error(rel, err, "cannot record a model's source");
+            if (sqlite3_step(q) != SQLITE_DONE)
+                rc = db_error(rel, err, "cannot record a model's source");
             sqlite3_finalize(q);
         }
         free(key);
@@ -450,7 +456,8 @@ static char *reason_to_keep(nj_release *rel, const char *candidate, const char *
     for (size_t i = 0; i < n && !reason; i++)
         if (strcmp(ev[i].action, "rollback") == 0 && ev[i].detail &&
             strncmp(ev[i].detail, from, strlen(from)) == 0)
-            reason = nj_xstrdup("rolled back by hand before; 'nightjar models promote' brings it back");
+            reason =
+                nj_xstrdup("rolled back by hand before; 'nightjar models promote' brings it back");
     for (size_t i = 0; i < n; i++)
         nj_model_event_release(&ev[i]);
     free(ev);
@@ -504,7 +511,8 @@ static int record_decision(nj_release *rel, const char *ds, const char *candidat
     sqlite3_bind_text(q, 9, checks, -1, SQLITE_STATIC);
     bind_opt_text(q, 10, detail);
     sqlite3_bind_int64(q, 11, nj_time_now_ms());
-    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(rel, err, "cannot record a gate decision");
+    int rc =
+        sqlite3_step(q) == SQLITE_DONE ? 0 : db_error(rel, err, "cannot record a gate decision");
     sqlite3_finalize(q);
     return rc;
 }
@@ -538,7 +546,8 @@ static int judge(nj_release *rel, const nj_plan_node *node, const nj_json *doc,
     nj_gate_source champ = {doc, g->champion_root, metrics_name};
     nj_gate_result res = {0};
     if (rc == 0)
-        rc = nj_gate_evaluate(&gate, &cand, baseline && g->champion_root ? &champ : NULL, &res, err);
+        rc =
+            nj_gate_evaluate(&gate, &cand, baseline && g->champion_root ? &champ : NULL, &res, err);
     if (rc < 0) goto out;
 
     nj_buf checks, detail;
@@ -564,7 +573,8 @@ static int judge(nj_release *rel, const nj_plan_node *node, const nj_json *doc,
     if (fresh) {
         if (strcmp(decision, "held") == 0)
             rc = nj_registry_hold(rel->reg, rel->p->name, candidate, rel->run_id, detail.data, err);
-        else if (strcmp(decision, "promoted") == 0 && !(champion && strcmp(champion, candidate) == 0))
+        else if (strcmp(decision, "promoted") == 0 &&
+                 !(champion && strcmp(champion, candidate) == 0))
             rc = nj_registry_promote(rel->reg, rel->p->name, candidate, rel->run_id, detail.data,
                                      NULL, err);
         if (rc == 0)
@@ -586,9 +596,9 @@ static int judge(nj_release *rel, const nj_plan_node *node, const nj_json *doc,
                  node->stage->name, ds_label, candidate, detail.data);
         } else if (fresh && !(champion && strcmp(champion, candidate) == 0)) {
             rel->summary.promoted++;
-            note(rel, "gate %s@%s: candidate %.12s promoted to champion%s%.12s%s", node->stage->name,
-                 ds_label, candidate, champion ? " (previous: " : "", champion ? champion : "",
-                 champion ? ")" : "");
+            note(rel, "gate %s@%s: candidate %.12s promoted to champion%s%.12s%s",
+                 node->stage->name, ds_label, candidate, champion ? " (previous: " : "",
+                 champion ? champion : "", champion ? ")" : "");
         }
     }
     free(keep);
@@ -607,17 +617,15 @@ static void remember_ready(nj_release *rel, const nj_plan_node *node, const nj_i
     for (size_t t = 0; t < rel->p->ntables; t++) {
         const nj_publish_spec *tb = &rel->p->tables[t];
         if (strcmp(tb->stage, node->stage->name) != 0) continue;
-        const char *version = node->stage->uses_champion
-                                  ? used_version(rel, node->stage_index, node->ds)
-                                  : NULL;
+        const char *version =
+            node->stage->uses_champion ? used_version(rel, node->stage_index, node->ds) : NULL;
         ready_table r = {t, nj_xstrdup(node->ds), nj_xstrdup(out_path(node->stage, inst, tb->out)),
                          nj_xstrdup(version)};
         NJ_PUSH(rel->ready, rel->nready, rel->ready_cap, r);
     }
 }
 
-static int node_done_hook(void *ctx, const nj_plan_node *node, const nj_instance *inst,
-                          nj_err *err)
+static int node_done_hook(void *ctx, const nj_plan_node *node, const nj_instance *inst, nj_err *err)
 {
     nj_release *rel = ctx;
     const nj_stage *s = node->stage;
@@ -710,9 +718,9 @@ static int already_published(nj_release *rel, nj_publisher *pub_unused, const nj
         return 0;
     sqlite3_busy_timeout(serving, 10000);
     same = 0;
-    if (sqlite3_prepare_v2(serving,
-                           "SELECT max(id) FROM nightjar_publications WHERE table_name = ? AND ds = ?",
-                           -1, &q, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            serving, "SELECT max(id) FROM nightjar_publications WHERE table_name = ? AND ds = ?",
+            -1, &q, NULL) == SQLITE_OK) {
         sqlite3_bind_text(q, 1, tb->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, ds, -1, SQLITE_STATIC);
         same = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) == serving_id;
@@ -728,12 +736,13 @@ static int record_publication(nj_release *rel, const nj_publish_spec *tb, const 
                               nj_err *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(rel->db,
-                           "INSERT INTO publications (pipeline, table_name, ds, run_id, model_version,"
-                           " rows, duration_ms, published_ms, serving_db, serving_id, stage,"
-                           " source_hash, source_key, source_components, spec_hash)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            rel->db,
+            "INSERT INTO publications (pipeline, table_name, ds, run_id, model_version,"
+            " rows, duration_ms, published_ms, serving_db, serving_id, stage,"
+            " source_hash, source_key, source_components, spec_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            -1, &q, NULL) != SQLITE_OK)
         return db_error(rel, err, "cannot record a publication");
     sqlite3_bind_text(q, 1, rel->p->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, tb->name, -1, SQLITE_STATIC);
@@ -780,10 +789,11 @@ static int publish_one(nj_release *rel, nj_publisher **pub, const ready_table *r
         goto out;
     }
     if (rc == 0 && !*pub) rc = nj_publish_open(rel->p->publish_db, pub, err);
-    nj_publish_table t = {tb->name, tb->columns, tb->ncolumns, (const char *const *)tb->key,
+    nj_publish_table t = {tb->name, tb->columns,        tb->ncolumns, (const char *const *)tb->key,
                           tb->nkey, tb->keep_partitions};
     nj_publish_stats stats = {0};
-    if (rc == 0) rc = nj_publish_csv(*pub, &t, r->path, r->ds, r->version, rel->run_id, &stats, err);
+    if (rc == 0)
+        rc = nj_publish_csv(*pub, &t, r->path, r->ds, r->version, rel->run_id, &stats, err);
     if (rc == 0)
         rc = record_publication(rel, tb, r, &stats, source_hash, key, components, spec, err);
     if (rc == 0) {
@@ -875,8 +885,8 @@ int nj_release_open(const nj_pipeline *p, nj_state *st, nj_cache *cache, int64_t
     return 0;
 }
 
-int nj_release_open_readonly(const nj_pipeline *p, nj_state *st, nj_cache *cache,
-                             nj_release **out, nj_err *err)
+int nj_release_open_readonly(const nj_pipeline *p, nj_state *st, nj_cache *cache, nj_release **out,
+                             nj_err *err)
 {
     return open_common(p, st, cache, out, err);
 }
