@@ -93,4 +93,16 @@ assert_eq "$(sql $DB "SELECT group_concat(ds) FROM (SELECT DISTINCT ds FROM risk
 assert_eq "$(sql $DB "SELECT DISTINCT ds FROM risk_latest")" 2024-01-06
 ok "keep_partitions keeps the newest dates; the _latest view shows the newest"
 
+expect_exit 0 "$NJ" backfill $P --from 2024-01-07 --to 2024-01-08 --param auc=0.695
+v8=$(champion champion)
+expect_exit 0 "$NJ" lineage $P --table risk --ds 2024-01-08
+assert_contains out.txt "lineage of table 'risk' for 2024-01-08 (pipeline 'gated')"
+assert_contains out.txt "from score@2024-01-08"
+assert_contains out.txt "nightjar backfill $P --from 2024-01-07 --to 2024-01-08"
+assert_contains out.txt "$v8"
+assert_contains out.txt "train@2024-01-08"
+assert_contains out.txt "promoted by evaluate@2024-01-08"
+assert_contains out.txt "param auc 0.695"
+ok "lineage of a backfilled date reads publication, run, keys, model and gate from the state"
+
 finish
