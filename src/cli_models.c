@@ -1427,8 +1427,8 @@ static void print_lineage_text(const lineage *l)
         for (size_t i = 0; i < l->ndates; i++) {
             const training_date *t = &l->dates[i];
             if (t->found)
-                printf(MORE "%s  snapshot %s sha256 %s (run %lld, %lld bytes)\n", t->ds, t->stage,
-                       t->hash, (long long)t->run_id, (long long)t->size);
+                printf(MORE "%s  snapshot sha256 %s (stage %s, run %lld, %lld bytes)\n", t->ds,
+                       t->hash, t->stage, (long long)t->run_id, (long long)t->size);
             else
                 printf(MORE "%s  no snapshot\n", t->ds);
         }

@@ -243,7 +243,7 @@ assert_contains out.txt "training        train@2001-01-05, key $trainkey5"
 assert_contains out.txt 'training key    cmd echo "train 2001-01-05" >> runs.log'
 assert_contains out.txt "training dates  2001-01-02..2001-01-04 (3)"
 assert_contains out.txt "2001-01-02  no snapshot"
-assert_contains out.txt "2001-01-04  snapshot snap sha256 $snap4 (run 1,"
+assert_contains out.txt "2001-01-04  snapshot sha256 $snap4 (stage snap, run 1,"
 assert_not_contains out.txt "later"
 assert_contains out.txt "gate            promoted by train@2001-01-05 in run 1"
 assert_contains out.txt "over ${v4:0:12} (passed)"
