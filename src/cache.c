@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/strmap.h"
 #include "nightjar/util.h"
 
 #define KEY_HEADER "nightjar-key 1\n"
@@ -48,10 +49,36 @@ struct nj_cache {
     char *index_path;
     nj_link_mode link;
     nj_hash_cache hc;
-    sqlite3_stmt *stat_get, *stat_put, *key_get, *key_put, *entry_get, *entry_put, *entry_del,
-        *use_put;
+    sqlite3_stmt *stat_dir, *stat_put, *key_date, *key_components, *key_put, *entry_get,
+        *entry_put, *entry_del, *use_put;
     int in_tx;
+    /* The stat cache and the last keys, read from the state database a
+     * directory (a date) at a time on first use and then answered from
+     * memory: one query per directory instead of one per file. Writes go to
+     * the database and to these copies alike. */
+    nj_strmap stat_dirs;  /* directory -> itself (owned), once loaded */
+    nj_strmap stat_rows;  /* absolute path -> stat_row */
+    nj_strmap key_dates;  /* ds -> key_date */
 };
+
+/* One stat-cache row in memory. */
+typedef struct stat_row {
+    nj_file_sig sig;
+    nj_hash hash;
+    char path[]; /* the map's key */
+} stat_row;
+
+/* One instance's last key in memory; components are read only when needed. */
+typedef struct key_row {
+    char *key, *outputs;
+    char stage[]; /* the map's key */
+} key_row;
+
+/* The last keys of one date ("" for unpartitioned stages), by stage. */
+typedef struct key_date {
+    nj_strmap by_stage;
+    char ds[];
+} key_date;
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -73,13 +100,13 @@ static void bind_text(sqlite3_stmt *q, int i, const char *s)
 /* Appends s with '\\' and '\n' escaped, so every key component is one line. */
 static void put_escaped(nj_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\')
-            nj_buf_puts(b, "\\\\");
-        else if (*s == '\n')
-            nj_buf_puts(b, "\\n");
-        else
-            nj_buf_putc(b, *s);
+    for (;;) {
+        size_t plain = strcspn(s, "\\\n");
+        nj_buf_add(b, s, plain);
+        s += plain;
+        if (!*s) return;
+        nj_buf_puts(b, *s == '\\' ? "\\\\" : "\\n");
+        s++;
     }
 }
 
@@ -90,24 +117,60 @@ static int cmp_str(const void *a, const void *b)
 
 /* ---- the stat cache, backed by the state database --------------------- */
 
+/* The directory part of an absolute path, as a new string. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return nj_xstrndup(path, slash ? (size_t)(slash - path) : 0);
+}
+
+/* Reads every stat-cache row of the files directly in `dir` into memory:
+ * the paths in [dir/, dir0) ('0' follows '/'), without those in its
+ * subdirectories, which are loaded when one of their own files is asked for. */
+static void load_stat_dir(nj_cache *c, char *dir)
+{
+    nj_strmap_put(&c->stat_dirs, dir, dir);
+    size_t n = strlen(dir);
+    char *lo = nj_xasprintf("%s/", dir), *hi = nj_xasprintf("%s0", dir);
+    sqlite3_stmt *q = c->stat_dir;
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, lo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, hi, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)n + 2);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *path = (const char *)sqlite3_column_text(q, 0);
+        if (!path || sqlite3_column_bytes(q, 7) != NJ_HASH_SIZE) continue;
+        size_t len = strlen(path);
+        stat_row *row = nj_xmalloc(sizeof(*row) + len + 1);
+        memcpy(row->path, path, len + 1);
+        memset(&row->sig, 0, sizeof(row->sig));
+        row->sig.dev = (uint64_t)sqlite3_column_int64(q, 1);
+        row->sig.ino = (uint64_t)sqlite3_column_int64(q, 2);
+        row->sig.size = (uint64_t)sqlite3_column_int64(q, 3);
+        row->sig.mtime_ns = sqlite3_column_int64(q, 4);
+        row->sig.ctime_ns = sqlite3_column_int64(q, 5);
+        row->sig.mode = (uint32_t)sqlite3_column_int64(q, 6);
+        memcpy(row->hash.bytes, sqlite3_column_blob(q, 7), NJ_HASH_SIZE);
+        free(nj_strmap_put(&c->stat_rows, row->path, row));
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    free(lo);
+    free(hi);
+}
+
 static int stat_lookup(void *ctx, const char *path, const nj_file_sig *sig, nj_hash *hash)
 {
     nj_cache *c = ctx;
-    sqlite3_stmt *q = c->stat_get;
-    sqlite3_reset(q);
-    bind_text(q, 1, path);
-    int hit = 0;
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 6) == NJ_HASH_SIZE &&
-        (uint64_t)sqlite3_column_int64(q, 0) == sig->dev &&
-        (uint64_t)sqlite3_column_int64(q, 1) == sig->ino &&
-        (uint64_t)sqlite3_column_int64(q, 2) == sig->size &&
-        sqlite3_column_int64(q, 3) == sig->mtime_ns && sqlite3_column_int64(q, 4) == sig->ctime_ns &&
-        (uint32_t)sqlite3_column_int64(q, 5) == sig->mode) {
-        memcpy(hash->bytes, sqlite3_column_blob(q, 6), NJ_HASH_SIZE);
-        hit = 1;
-    }
-    sqlite3_reset(q);
-    return hit;
+    char *dir = dir_of(path);
+    if (nj_strmap_get(&c->stat_dirs, dir))
+        free(dir);
+    else
+        load_stat_dir(c, dir); /* the map keeps dir */
+    const stat_row *row = nj_strmap_get(&c->stat_rows, path);
+    if (!row || !nj_file_sig_equal(&row->sig, sig)) return 0;
+    *hash = row->hash;
+    return 1;
 }
 
 static void stat_store(void *ctx, const char *path, const nj_file_sig *sig, const nj_hash *hash)
@@ -126,6 +189,82 @@ static void stat_store(void *ctx, const char *path, const nj_file_sig *sig, cons
     /* Best effort: a lost stat-cache row only costs a rehash later. */
     sqlite3_step(q);
     sqlite3_reset(q);
+    /* Keep the copy in memory current (a directory not loaded yet will read
+     * the new row from the database). */
+    char *dir = dir_of(path);
+    if (nj_strmap_get(&c->stat_dirs, dir)) {
+        size_t len = strlen(path);
+        stat_row *row = nj_xmalloc(sizeof(*row) + len + 1);
+        memcpy(row->path, path, len + 1);
+        row->sig = *sig;
+        row->hash = *hash;
+        free(nj_strmap_put(&c->stat_rows, row->path, row));
+    }
+    free(dir);
+}
+
+/* ---- last keys, backed by the state database ------------------------------ */
+
+/* The date's last keys, read with one query the first time it is needed. */
+static key_date *keys_of_date(nj_cache *c, const char *ds)
+{
+    key_date *kd = nj_strmap_get(&c->key_dates, ds);
+    if (kd) return kd;
+    size_t len = strlen(ds);
+    kd = nj_xmalloc(sizeof(*kd) + len + 1);
+    memcpy(kd->ds, ds, len + 1);
+    nj_strmap_init(&kd->by_stage);
+    nj_strmap_put(&c->key_dates, kd->ds, kd);
+    sqlite3_stmt *q = c->key_date;
+    sqlite3_reset(q);
+    bind_text(q, 1, c->p->name);
+    bind_text(q, 2, ds);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *stage = (const char *)sqlite3_column_text(q, 0);
+        if (!stage) continue;
+        size_t n = strlen(stage);
+        key_row *row = nj_xmalloc(sizeof(*row) + n + 1);
+        memcpy(row->stage, stage, n + 1);
+        row->key = nj_xstrdup((const char *)sqlite3_column_text(q, 1));
+        row->outputs = nj_xstrdup((const char *)sqlite3_column_text(q, 2));
+        nj_strmap_put(&kd->by_stage, row->stage, row);
+    }
+    sqlite3_reset(q);
+    return kd;
+}
+
+static void free_key_row(key_row *row)
+{
+    if (!row) return;
+    free(row->key);
+    free(row->outputs);
+    free(row);
+}
+
+/* Sets the in-memory copy of an instance's last key (the database is
+ * written by the caller). */
+static void remember_key(nj_cache *c, const char *stage, const char *ds, const char *key,
+                         const char *outputs)
+{
+    key_date *kd = keys_of_date(c, ds);
+    size_t n = strlen(stage);
+    key_row *row = nj_xmalloc(sizeof(*row) + n + 1);
+    memcpy(row->stage, stage, n + 1);
+    row->key = nj_xstrdup(key);
+    row->outputs = nj_xstrdup(outputs);
+    free_key_row(nj_strmap_put(&kd->by_stage, row->stage, row));
+}
+
+static void free_key_row_value(void *v)
+{
+    free_key_row(v);
+}
+
+static void free_key_date(void *v)
+{
+    key_date *kd = v;
+    nj_strmap_free_values(&kd->by_stage, free_key_row_value);
+    free(kd);
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -137,14 +276,15 @@ static int prepare_all(nj_cache *c, nj_err *err)
         sqlite3_stmt **q;
         const char *sql;
     } stmts[] = {
-        {c->sdb, &c->stat_get,
-         "SELECT dev, ino, size, mtime_ns, ctime_ns, mode, hash FROM stat_cache WHERE path = ?"},
+        {c->sdb, &c->stat_dir,
+         "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, hash FROM stat_cache"
+         " WHERE path >= ?1 AND path < ?2 AND instr(substr(path, ?3), '/') = 0"},
         {c->sdb, &c->stat_put,
          "INSERT OR REPLACE INTO stat_cache (path, dev, ino, size, mtime_ns, ctime_ns, mode, hash)"
          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
-        {c->sdb, &c->key_get,
-         "SELECT key, components, outputs FROM stage_keys WHERE pipeline = ? AND stage = ? AND "
-         "ds = ?"},
+        {c->sdb, &c->key_date, "SELECT stage, key, outputs FROM stage_keys WHERE pipeline = ? AND ds = ?"},
+        {c->sdb, &c->key_components,
+         "SELECT components FROM stage_keys WHERE pipeline = ? AND stage = ? AND ds = ?"},
         {c->sdb, &c->key_put,
          "INSERT OR REPLACE INTO stage_keys (pipeline, stage, ds, key, components, outputs, run_id,"
          " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
@@ -243,10 +383,14 @@ void nj_cache_free(nj_cache *c)
 {
     if (!c) return;
     if (c->in_tx) nj_cache_commit(c, NULL);
-    sqlite3_stmt *all[] = {c->stat_get,  c->stat_put,  c->key_get,   c->key_put,
-                           c->entry_get, c->entry_put, c->entry_del, c->use_put};
+    sqlite3_stmt *all[] = {c->stat_dir,  c->stat_put,  c->key_date,  c->key_components,
+                           c->key_put,   c->entry_get, c->entry_put, c->entry_del,
+                           c->use_put};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
+    nj_strmap_free_values(&c->stat_dirs, free);
+    nj_strmap_free_values(&c->stat_rows, free);
+    nj_strmap_free_values(&c->key_dates, free_key_date);
     if (c->idb) sqlite3_close_v2(c->idb);
     nj_store_free(c->store);
     nj_store_free(c->worker_store);
@@ -346,7 +490,9 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
     for (size_t i = 0; i < s->nparams; i++) {
         const nj_param *prm = nj_pipeline_param(c->p, s->params[i].name);
         nj_buf_reset(&line);
-        nj_buf_printf(&line, "param %s ", s->params[i].name);
+        nj_buf_puts(&line, "param ");
+        nj_buf_puts(&line, s->params[i].name);
+        nj_buf_putc(&line, ' ');
         put_escaped(&line, prm && prm->value ? prm->value : "");
         nj_strs_push(&lines, line.data);
     }
@@ -370,7 +516,8 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
         nj_buf_reset(&line);
         nj_buf_puts(&line, "dep ");
         put_escaped(&line, inst->inputs[i].path.rel);
-        nj_buf_printf(&line, " %c %s", dirs[i] ? 't' : 'f', hex);
+        nj_buf_puts(&line, dirs[i] ? " t " : " f ");
+        nj_buf_add(&line, hex, 2 * NJ_HASH_SIZE);
         nj_strs_push(&lines, line.data);
     }
     free(paths);
@@ -379,7 +526,9 @@ int nj_cache_key(nj_cache *c, const nj_instance *inst, nj_key *out, nj_err *err)
     add_sorted(&b, &lines);
     for (size_t i = 0; i < inst->nouts && rc == 0; i++) {
         nj_buf_reset(&line);
-        nj_buf_printf(&line, "out %s ", s->outs[i].name);
+        nj_buf_puts(&line, "out ");
+        nj_buf_puts(&line, s->outs[i].name);
+        nj_buf_putc(&line, ' ');
         put_escaped(&line, inst->outs[i].rel);
         nj_strs_push(&lines, line.data);
     }
@@ -426,25 +575,50 @@ typedef struct recorded_out {
     uint64_t size;
 } recorded_out;
 
-/* Parses "name kind hex size\n" lines. Returns the count, or -1 if malformed. */
+/* Parses one "name kind hex size" line ending at `end`. Returns 0 or -1. */
+static int parse_output_line(const char *line, const char *end, recorded_out *r)
+{
+    memset(r, 0, sizeof(*r));
+    const char *sp = memchr(line, ' ', (size_t)(end - line));
+    size_t name_len = sp ? (size_t)(sp - line) : 0;
+    if (name_len == 0 || name_len >= sizeof(r->name)) return -1;
+    memcpy(r->name, line, name_len);
+    const char *p = sp + 1;
+    /* kind, space, 64 hex digits, space, at least one digit */
+    if (end - p < 2 + 2 * NJ_HASH_SIZE + 2 || p[0] == ' ' || p[1] != ' ' ||
+        p[2 + 2 * NJ_HASH_SIZE] != ' ')
+        return -1;
+    r->kind = p[0];
+    char hex[NJ_HASH_HEX_SIZE];
+    memcpy(hex, p + 2, 2 * NJ_HASH_SIZE);
+    hex[2 * NJ_HASH_SIZE] = '\0';
+    if (nj_hash_from_hex(hex, &r->hash, NULL) < 0) return -1;
+    uint64_t size = 0;
+    for (p += 3 + 2 * NJ_HASH_SIZE; p < end; p++) {
+        if (*p < '0' || *p > '9' || size > (UINT64_MAX - 9) / 10) return -1;
+        size = size * 10 + (uint64_t)(*p - '0');
+    }
+    r->size = size;
+    return 0;
+}
+
+/* Parses "name kind hex size\n" lines (as nj_cache_store_outputs() writes
+ * them). Returns the count, or -1 if malformed. */
 static int parse_outputs(const char *text, recorded_out **out)
 {
     *out = NULL;
     size_t n = 0, cap = 0;
     for (const char *line = text; line && *line;) {
-        recorded_out r = {0};
-        char hex[NJ_HASH_HEX_SIZE];
-        unsigned long long size;
-        if (sscanf(line, "%127s %c %64s %llu", r.name, &r.kind, hex, &size) != 4 ||
-            nj_hash_from_hex(hex, &r.hash, NULL) < 0) {
+        const char *nl = strchr(line, '\n');
+        const char *end = nl ? nl : line + strlen(line);
+        recorded_out r;
+        if (parse_output_line(line, end, &r) < 0) {
             free(*out);
             *out = NULL;
             return -1;
         }
-        r.size = size;
         NJ_PUSH(*out, n, cap, r);
-        line = strchr(line, '\n');
-        if (line) line++;
+        line = nl ? nl + 1 : NULL;
     }
     return (int)n;
 }
@@ -513,21 +687,33 @@ static void last_key_release(last_key *k)
     memset(k, 0, sizeof(*k));
 }
 
-static int load_last_key(nj_cache *c, const char *stage, const char *ds, last_key *out)
+/* The components text of an instance's last key, read from the database
+ * (only `why` and a stage about to run need it); caller frees; NULL if none. */
+static char *read_components(nj_cache *c, const char *stage, const char *ds)
 {
-    memset(out, 0, sizeof(*out));
-    sqlite3_stmt *q = c->key_get;
+    sqlite3_stmt *q = c->key_components;
     sqlite3_reset(q);
     bind_text(q, 1, c->p->name);
     bind_text(q, 2, stage);
     bind_text(q, 3, ds);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        out->key = nj_xstrdup((const char *)sqlite3_column_text(q, 0));
-        out->components = nj_xstrdup((const char *)sqlite3_column_text(q, 1));
-        out->outputs = nj_xstrdup((const char *)sqlite3_column_text(q, 2));
-    }
+    char *text = NULL;
+    if (sqlite3_step(q) == SQLITE_ROW) text = nj_xstrdup((const char *)sqlite3_column_text(q, 0));
     sqlite3_reset(q);
-    return out->key != NULL;
+    return text;
+}
+
+/* Copies an instance's last key and outputs into *out (components too when
+ * asked). Returns 1 if the instance has a last key, else 0. */
+static int load_last_key(nj_cache *c, const char *stage, const char *ds, int with_components,
+                         last_key *out)
+{
+    memset(out, 0, sizeof(*out));
+    const key_row *row = nj_strmap_get(&keys_of_date(c, ds ? ds : "")->by_stage, stage);
+    if (!row) return 0;
+    out->key = nj_xstrdup(row->key);
+    out->outputs = nj_xstrdup(row->outputs);
+    if (with_components) out->components = read_components(c, stage, ds);
+    return 1;
 }
 
 static int save_last_key(nj_cache *c, const nj_instance *inst, const nj_key *key,
@@ -545,6 +731,7 @@ static int save_last_key(nj_cache *c, const nj_instance *inst, const nj_key *key
     sqlite3_bind_int64(q, 8, nj_time_now_ms());
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : sdb_error(c, err, "cannot record stage key");
     sqlite3_reset(q);
+    if (rc == 0) remember_key(c, inst->stage->name, inst->ds ? inst->ds : "", key->hex, outputs);
     return rc;
 }
 
@@ -744,7 +931,7 @@ void nj_cache_explain(nj_cache *c, const nj_instance *inst, const nj_key *key, c
                       size_t size)
 {
     last_key last;
-    load_last_key(c, inst->stage->name, inst->ds, &last);
+    load_last_key(c, inst->stage->name, inst->ds, 1, &last);
     explain_against(last.components, key, out, size);
     last_key_release(&last);
 }
@@ -759,7 +946,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
 {
     memset(out, 0, sizeof(*out));
     last_key last;
-    load_last_key(c, inst->stage->name, inst->ds, &last);
+    load_last_key(c, inst->stage->name, inst->ds, 0, &last);
     recorded_out *outs = NULL;
     char diff[512];
     int rc = 0, n;
@@ -785,6 +972,7 @@ int nj_cache_decide(nj_cache *c, const nj_instance *inst, const nj_key *key, int
     outs = NULL;
 
     char why[512];
+    if (last.key) last.components = read_components(c, inst->stage->name, inst->ds);
     explain_against(last.components, key, why, sizeof(why));
     char *entry = lookup_entry(c, key->hex);
     if (!entry || (n = parse_outputs(entry, &outs)) < 0) {
@@ -907,7 +1095,7 @@ int nj_cache_restore_input(nj_cache *c, const nj_instance *inst, const nj_input 
     last_key last;
     recorded_out *outs = NULL;
     int rc = NJ_ENOTFOUND;
-    if (load_last_key(c, producer->name, in->dep ? in->dep_ds : inst->ds, &last)) {
+    if (load_last_key(c, producer->name, in->dep ? in->dep_ds : inst->ds, 0, &last)) {
         int n = parse_outputs(last.outputs, &outs);
         for (int i = 0; i < n; i++) {
             if (strcmp(outs[i].name, producer_out->name) != 0) continue;

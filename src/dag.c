@@ -1,11 +1,15 @@
 /* dag.c - the stage graph of a loaded pipeline: edges, topological order,
  * cycle reports, dot and text output.
  *
- * Node i is p->stages[i]. The graph is small (tens to hundreds of stages), so
- * edges live in an n*n matrix of NJ_EDGE_* bits, from which the upstream and
- * downstream lists (ascending) are derived once. An nj_dag owns its arrays
- * and borrows nothing after nj_dag_build() returns, except that node indexes
- * refer to the pipeline it was built from.
+ * Node i is p->stages[i]. Edges are kept as adjacency lists: each node's
+ * upstream nodes (ascending, with the NJ_EDGE_* bits of each edge) and its
+ * downstream nodes (ascending), so building, sorting and walking the graph
+ * cost O(stages + edges), not O(stages^2): a thousand-stage pipeline is
+ * loaded on every run, even one with nothing to do. The only self-edge that
+ * can exist, `needs: [self]`, is kept apart in `self_kinds`: it is a cycle
+ * to report, never a list entry. An nj_dag owns its arrays and borrows
+ * nothing after nj_dag_build() returns, except that node indexes refer to
+ * the pipeline it was built from.
  */
 #include "nightjar/dag.h"
 
@@ -15,127 +19,210 @@
 #include <string.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/strmap.h"
 
 struct nj_dag {
     size_t n;
-    unsigned char *kinds; /* kinds[from * n + to]: NJ_EDGE_* bits */
-    size_t *order;        /* n node indexes, topological, file order among ready */
-    size_t *up_start;     /* up_items[up_start[i] .. up_start[i+1]) are i's upstream */
+    size_t *order;             /* n node indexes, topological, file order among ready */
+    size_t *up_start;          /* up_items[up_start[i] .. up_start[i+1]) are i's upstream */
     size_t *up_items;
+    unsigned char *up_kinds;   /* NJ_EDGE_* bits of the edge up_items[k] -> its node */
     size_t *down_start;
     size_t *down_items;
+    unsigned char *self_kinds; /* n entries: bits of an edge i -> i (only `needs`) */
 };
 
 void nj_dag_free(nj_dag *dag)
 {
     if (!dag) return;
-    free(dag->kinds);
     free(dag->order);
     free(dag->up_start);
     free(dag->up_items);
+    free(dag->up_kinds);
     free(dag->down_start);
     free(dag->down_items);
+    free(dag->self_kinds);
     free(dag);
 }
 
-static size_t stage_index(const nj_pipeline *p, const char *name)
-{
-    for (size_t i = 0; i < p->nstages; i++)
-        if (strcmp(p->stages[i].name, name) == 0) return i;
-    return p->nstages;
-}
+/* One edge into the node being collected: from `from`, with `kinds` bits. */
+typedef struct in_edge {
+    size_t from;
+    unsigned char kinds;
+} in_edge;
 
-typedef struct path_edge {
+typedef struct edge_builder {
     nj_dag *dag;
-    size_t reader;
-} path_edge;
+    size_t reader; /* the node whose upstream edges are being collected */
+    in_edge *items;
+    size_t len, cap;
+    size_t total_cap; /* capacity of dag->up_items / up_kinds */
+} edge_builder;
+
+static void add_in_edge(edge_builder *eb, size_t from, int kinds)
+{
+    if (from == eb->reader) {
+        eb->dag->self_kinds[from] |= (unsigned char)kinds;
+        return;
+    }
+    in_edge e = {from, (unsigned char)kinds};
+    NJ_PUSH(eb->items, eb->len, eb->cap, e);
+}
 
 static void add_path_edge(void *ctx, const nj_pathset_entry *e)
 {
-    path_edge *pe = ctx;
+    edge_builder *eb = ctx;
     /* A stage reading its own output is not an edge. */
-    if (e->owner != pe->reader) pe->dag->kinds[e->owner * pe->dag->n + pe->reader] |= NJ_EDGE_PATH;
+    if (e->owner != eb->reader) add_in_edge(eb, e->owner, NJ_EDGE_PATH);
+}
+
+static int in_edge_cmp(const void *a, const void *b)
+{
+    const in_edge *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+/* Sorts the collected edges into node `reader`'s upstream list, merging the
+ * bits of edges from the same node. */
+static void close_node(edge_builder *eb)
+{
+    nj_dag *dag = eb->dag;
+    size_t u = dag->up_start[eb->reader];
+    if (eb->len > 1) qsort(eb->items, eb->len, sizeof(*eb->items), in_edge_cmp);
+    if (u + eb->len > eb->total_cap) {
+        size_t cap = eb->total_cap;
+        nj_grow(&dag->up_items, &cap, u + eb->len, sizeof(*dag->up_items));
+        cap = eb->total_cap;
+        nj_grow(&dag->up_kinds, &cap, u + eb->len, sizeof(*dag->up_kinds));
+        eb->total_cap = cap;
+    }
+    for (size_t k = 0; k < eb->len; k++) {
+        if (u > dag->up_start[eb->reader] && dag->up_items[u - 1] == eb->items[k].from) {
+            dag->up_kinds[u - 1] |= eb->items[k].kinds;
+            continue;
+        }
+        dag->up_items[u] = eb->items[k].from;
+        dag->up_kinds[u++] = eb->items[k].kinds;
+    }
+    dag->up_start[eb->reader + 1] = u;
+    eb->len = 0;
 }
 
 static void add_edges(nj_dag *dag, const nj_pipeline *p)
 {
     size_t n = dag->n;
     /* Path edges: an output of a equals a dep of b, or one lies inside the
-     * other. The outputs are indexed once so each dep is one lookup. */
+     * other. The outputs are indexed once so each dep is one lookup; stage
+     * names likewise. */
     nj_pathset outs = {0};
-    for (size_t a = 0; a < n; a++)
+    nj_strmap names;
+    nj_strmap_init(&names);
+    for (size_t a = 0; a < n; a++) {
+        nj_strmap_put(&names, p->stages[a].name, &p->stages[a]);
         for (size_t i = 0; i < p->stages[a].nouts; i++)
             nj_pathset_add(&outs, p->stages[a].outs[i].path, a, i);
+    }
     nj_pathset_sort(&outs);
+    edge_builder eb = {.dag = dag, .total_cap = n + 1};
     for (size_t b = 0; b < n; b++) {
         const nj_stage *sb = &p->stages[b];
-        path_edge pe = {dag, b};
+        eb.reader = b;
         for (size_t k = 0; k < sb->ndeps; k++) {
             const nj_dep *dep = &sb->deps[k];
+            const nj_stage *a;
             if (dep->path) {
-                nj_pathset_overlaps(&outs, dep->path, add_path_edge, &pe);
-            } else if (dep->stage) {
-                size_t a = stage_index(p, dep->stage);
-                if (a < n && a != b) dag->kinds[a * n + b] |= NJ_EDGE_WINDOW;
+                nj_pathset_overlaps(&outs, dep->path, add_path_edge, &eb);
+            } else if (dep->stage && (a = nj_strmap_get(&names, dep->stage)) && a != sb) {
+                add_in_edge(&eb, (size_t)(a - p->stages), NJ_EDGE_WINDOW);
             }
         }
         for (size_t k = 0; k < sb->nuses; k++) {
-            size_t a = stage_index(p, sb->uses[k].name);
-            if (a < n && a != b) dag->kinds[a * n + b] |= NJ_EDGE_REF;
+            const nj_stage *a = nj_strmap_get(&names, sb->uses[k].name);
+            if (a && a != sb) add_in_edge(&eb, (size_t)(a - p->stages), NJ_EDGE_REF);
         }
         /* `needs: [self]` stays: it is a cycle the user must hear about. */
         for (size_t k = 0; k < sb->nneeds; k++) {
-            size_t a = stage_index(p, sb->needs[k].name);
-            if (a < n) dag->kinds[a * n + b] |= NJ_EDGE_NEEDS;
+            const nj_stage *a = nj_strmap_get(&names, sb->needs[k].name);
+            if (a) add_in_edge(&eb, (size_t)(a - p->stages), NJ_EDGE_NEEDS);
         }
+        close_node(&eb);
     }
+    free(eb.items);
+    nj_strmap_release(&names);
     nj_pathset_release(&outs);
 }
 
-/* Fills the upstream/downstream lists from the matrix, without self-edges. */
-static void index_edges(nj_dag *dag)
+/* Derives the downstream lists from the upstream ones. Visiting the readers
+ * in ascending order leaves each downstream list ascending. */
+static void index_downstream(nj_dag *dag)
 {
-    size_t n = dag->n, count = 0;
-    for (size_t i = 0; i < n * n; i++)
-        count += dag->kinds[i] && i / n != i % n;
-    dag->up_start = nj_xcalloc(n + 1, sizeof(size_t));
+    size_t n = dag->n, count = dag->up_start[n];
     dag->down_start = nj_xcalloc(n + 1, sizeof(size_t));
-    dag->up_items = nj_xcalloc(count, sizeof(size_t));
     dag->down_items = nj_xcalloc(count, sizeof(size_t));
-    size_t u = 0, d = 0;
-    for (size_t i = 0; i < n; i++) {
-        dag->up_start[i] = u;
-        dag->down_start[i] = d;
-        for (size_t j = 0; j < n; j++) {
-            if (j == i) continue;
-            if (dag->kinds[j * n + i]) dag->up_items[u++] = j;
-            if (dag->kinds[i * n + j]) dag->down_items[d++] = j;
-        }
+    for (size_t k = 0; k < count; k++)
+        dag->down_start[dag->up_items[k] + 1]++;
+    for (size_t i = 0; i < n; i++)
+        dag->down_start[i + 1] += dag->down_start[i];
+    size_t *fill = nj_xcalloc(n + 1, sizeof(size_t));
+    memcpy(fill, dag->down_start, (n + 1) * sizeof(size_t));
+    for (size_t b = 0; b < n; b++)
+        for (size_t k = dag->up_start[b]; k < dag->up_start[b + 1]; k++)
+            dag->down_items[fill[dag->up_items[k]]++] = b;
+    free(fill);
+}
+
+/* A binary min-heap of node indexes: the ready node first in the file. */
+typedef struct ready_heap {
+    size_t *items;
+    size_t len;
+} ready_heap;
+
+static void heap_push(ready_heap *h, size_t v)
+{
+    size_t i = h->len++;
+    while (i > 0 && h->items[(i - 1) / 2] > v) {
+        h->items[i] = h->items[(i - 1) / 2];
+        i = (i - 1) / 2;
     }
-    dag->up_start[n] = u;
-    dag->down_start[n] = d;
+    h->items[i] = v;
+}
+
+static size_t heap_pop(ready_heap *h)
+{
+    size_t top = h->items[0], last = h->items[--h->len], i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->len) break;
+        if (c + 1 < h->len && h->items[c + 1] < h->items[c]) c++;
+        if (h->items[c] >= last) break;
+        h->items[i] = h->items[c];
+        i = c;
+    }
+    if (h->len > 0) h->items[i] = last;
+    return top;
 }
 
 /* Kahn's algorithm, always taking the ready node that comes first in the
- * file. Returns how many nodes got an order; the rest are on or behind a
- * cycle and are flagged in `done` as 0. */
+ * file (a heap keyed by node index). Returns how many nodes got an order;
+ * the rest are on or behind a cycle and are flagged in `done` as 0. */
 static size_t topo_sort(nj_dag *dag, unsigned char *done)
 {
     size_t n = dag->n, emitted = 0;
     size_t *indegree = nj_xcalloc(n, sizeof(*indegree));
-    for (size_t from = 0; from < n; from++)
-        for (size_t to = 0; to < n; to++)
-            indegree[to] += dag->kinds[from * n + to] != 0;
-    for (;;) {
-        size_t next = 0;
-        while (next < n && (done[next] || indegree[next] != 0))
-            next++;
-        if (next == n) break;
+    ready_heap ready = {nj_xcalloc(n, sizeof(size_t)), 0};
+    for (size_t i = 0; i < n; i++) {
+        indegree[i] = dag->up_start[i + 1] - dag->up_start[i] + (dag->self_kinds[i] != 0);
+        if (indegree[i] == 0) heap_push(&ready, i);
+    }
+    while (ready.len > 0) {
+        size_t next = heap_pop(&ready), k;
         done[next] = 1;
         dag->order[emitted++] = next;
-        for (size_t to = 0; to < n; to++)
-            if (dag->kinds[next * n + to]) indegree[to]--;
+        const size_t *down = nj_dag_downstream(dag, next, &k);
+        for (size_t j = 0; j < k; j++)
+            if (--indegree[down[j]] == 0) heap_push(&ready, down[j]);
     }
+    free(ready.items);
     free(indegree);
     return emitted;
 }
@@ -153,27 +240,28 @@ static size_t find_cycle(const nj_dag *dag, const unsigned char *done, size_t st
 {
     size_t n = dag->n;
     unsigned char *seen = nj_xcalloc(n, 1);
-    size_t *next_child = nj_xcalloc(n, sizeof(*next_child));
+    size_t *next_child = nj_xcalloc(n, sizeof(*next_child)); /* position in the down list */
     size_t depth = 0, found = 0;
     path[depth++] = start;
     seen[start] = 1;
     while (depth > 0) {
-        size_t u = path[depth - 1];
-        if (next_child[u] == 0 && dag->kinds[u * n + start]) {
+        size_t u = path[depth - 1], k;
+        if (next_child[u] == 0 && nj_dag_edge_kinds(dag, u, start)) {
             found = depth;
             break;
         }
-        size_t v = next_child[u];
-        while (v < n && (done[v] || seen[v] || !dag->kinds[u * n + v]))
-            v++;
-        if (v == n) {
-            next_child[u] = n;
+        const size_t *down = nj_dag_downstream(dag, u, &k);
+        size_t j = next_child[u];
+        while (j < k && (done[down[j]] || seen[down[j]]))
+            j++;
+        if (j == k) {
+            next_child[u] = k + 1; /* never 0 again: the closing check is done */
             depth--;
             continue;
         }
-        next_child[u] = v + 1;
-        seen[v] = 1;
-        path[depth++] = v;
+        next_child[u] = j + 1;
+        seen[down[j]] = 1;
+        path[depth++] = down[j];
     }
     free(seen);
     free(next_child);
@@ -185,16 +273,16 @@ static size_t find_cycle(const nj_dag *dag, const unsigned char *done, size_t st
 static void reach(const nj_dag *dag, const unsigned char *done, size_t i, int forward,
                   unsigned char *mark)
 {
-    size_t n = dag->n;
-    size_t *stack = nj_xcalloc(n, sizeof(*stack));
+    size_t *stack = nj_xcalloc(dag->n, sizeof(*stack));
     size_t top = 0;
     mark[i] = 1;
     stack[top++] = i;
     while (top > 0) {
-        size_t u = stack[--top];
-        for (size_t v = 0; v < n; v++) {
-            int edge = forward ? dag->kinds[u * n + v] : dag->kinds[v * n + u];
-            if (edge && !done[v] && !mark[v]) {
+        size_t u = stack[--top], k;
+        const size_t *next = forward ? nj_dag_downstream(dag, u, &k) : nj_dag_upstream(dag, u, &k);
+        for (size_t j = 0; j < k; j++) {
+            size_t v = next[j];
+            if (!done[v] && !mark[v]) {
                 mark[v] = 1;
                 stack[top++] = v;
             }
@@ -251,8 +339,9 @@ static size_t check_partitions(const nj_dag *dag, const nj_pipeline *p, nj_strs 
     if (!p->partition.enabled) return 0;
     for (size_t b = 0; b < n; b++) {
         if (p->stages[b].partitioned) continue;
-        for (size_t a = 0; a < n; a++) {
-            if (!(dag->kinds[a * n + b] & NJ_EDGE_PATH) || !p->stages[a].partitioned) continue;
+        for (size_t k = dag->up_start[b]; k < dag->up_start[b + 1]; k++) {
+            size_t a = dag->up_items[k];
+            if (!(dag->up_kinds[k] & NJ_EDGE_PATH) || !p->stages[a].partitioned) continue;
             nj_diag_add(diags, p->file, p->stages[b].mark,
                         "stage '%s' (partitioned: false) cannot read partitioned stage '%s'",
                         p->stages[b].name, p->stages[a].name);
@@ -270,10 +359,13 @@ int nj_dag_build(const nj_pipeline *p, nj_dag **out, nj_strs *diags, nj_err *err
     *out = NULL;
     nj_dag *dag = nj_xcalloc(1, sizeof(*dag));
     size_t n = dag->n = p->nstages;
-    dag->kinds = nj_xcalloc(n * n, 1);
     dag->order = nj_xcalloc(n, sizeof(*dag->order));
+    dag->up_start = nj_xcalloc(n + 1, sizeof(size_t));
+    dag->self_kinds = nj_xcalloc(n, 1);
+    dag->up_items = nj_xcalloc(n + 1, sizeof(size_t)); /* grown as edges come */
+    dag->up_kinds = nj_xcalloc(n + 1, 1);
     add_edges(dag, p);
-    index_edges(dag);
+    index_downstream(dag);
 
     unsigned char *done = nj_xcalloc(n, 1);
     size_t sorted = topo_sort(dag, done);
@@ -322,7 +414,17 @@ const size_t *nj_dag_downstream(const nj_dag *dag, size_t i, size_t *n)
 int nj_dag_edge_kinds(const nj_dag *dag, size_t from, size_t to)
 {
     if (from >= dag->n || to >= dag->n) return 0;
-    return dag->kinds[from * dag->n + to];
+    if (from == to) return dag->self_kinds[to];
+    size_t lo = dag->up_start[to], hi = dag->up_start[to + 1];
+    while (lo < hi) { /* the upstream list is ascending */
+        size_t mid = lo + (hi - lo) / 2;
+        if (dag->up_items[mid] == from) return dag->up_kinds[mid];
+        if (dag->up_items[mid] < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static void mark_reachable(const nj_dag *dag, size_t i, unsigned char *mark, int downstream)

@@ -305,9 +305,26 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- node preparation --------------------------------------------------- */
 
-/* Renders the node and makes sure its inputs exist, restoring a missing
- * upstream output from the cache when it can (e.g. `--only train` after the
- * features were cleaned away). Returns 0 or fills err with why it fails. */
+/* Restores each missing input of the node that another stage produces
+ * from the cache (e.g. `--only train` after the features were cleaned
+ * away). Returns 0 when every input exists, or fills err with why not. */
+static int restore_missing_inputs(node_run *n, nj_err *err)
+{
+    runner *r = n->r;
+    for (size_t i = 0; i < n->inst.ninputs; i++) {
+        const nj_input *in = &n->inst.inputs[i];
+        if (nj_fs_exists(in->path.abs)) continue;
+        if (!r->opts->cache || !nj_instance_producer(&n->inst, in, NULL))
+            return nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->path.rel);
+        int rc = nj_cache_restore_input(r->opts->cache, &n->inst, in, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Renders the node. Without a cache, also makes sure its inputs exist; with
+ * one, computing the key finds a missing input without a stat of its own
+ * (see settled_by_cache). Returns 0 or fills err with why it fails. */
 static int prepare_node(node_run *n, nj_err *err)
 {
     runner *r = n->r;
@@ -322,14 +339,7 @@ static int prepare_node(node_run *n, nj_err *err)
     free(champion);
     if (rc < 0) return rc;
     n->rendered = 1;
-    for (size_t i = 0; i < n->inst.ninputs; i++) {
-        const nj_input *in = &n->inst.inputs[i];
-        if (nj_fs_exists(in->path.abs)) continue;
-        if (!r->opts->cache || !nj_instance_producer(&n->inst, in, NULL))
-            return nj_err_set(err, NJ_ENOTFOUND, "dep '%s' does not exist", in->path.rel);
-        if ((rc = nj_cache_restore_input(r->opts->cache, &n->inst, in, err)) < 0) return rc;
-    }
-    return 0;
+    return r->opts->cache ? 0 : restore_missing_inputs(n, err);
 }
 
 /* Asks the cache whether the node needs to run. Returns 1 when it finished
@@ -340,7 +350,11 @@ static int settled_by_cache(node_run *n)
     nj_cache *cache = r->opts->cache;
     if (!cache) return 0;
     nj_err err = {0};
-    if (nj_cache_key(cache, &n->inst, &n->key, &err) < 0) {
+    int rc = nj_cache_key(cache, &n->inst, &n->key, &err);
+    /* An input is missing: restore what the cache can, then key again. */
+    if (rc == NJ_ENOTFOUND && (rc = restore_missing_inputs(n, &err)) == 0)
+        rc = nj_cache_key(cache, &n->inst, &n->key, &err);
+    if (rc < 0) {
         finish_node(n, NJ_STATUS_FAILED, err.msg);
         return 1;
     }

@@ -209,8 +209,12 @@ int nj_fs_is_dir(const char *path)
 char *nj_path_join(const char *base, const char *rel)
 {
     if (rel[0] == '/' || base[0] == '\0') return nj_xstrdup(rel);
-    size_t n = strlen(base);
-    return nj_xasprintf("%s%s%s", base, base[n - 1] == '/' ? "" : "/", rel);
+    size_t n = strlen(base), m = strlen(rel), slash = base[n - 1] != '/';
+    char *out = nj_xmalloc(n + slash + m + 1);
+    memcpy(out, base, n);
+    out[n] = '/'; /* overwritten by rel when base already ends in '/' */
+    memcpy(out + n + slash, rel, m + 1);
+    return out;
 }
 
 char *nj_path_dirname(const char *path)

@@ -355,7 +355,7 @@ static char *training_dates(const nj_instance *inst)
     for (size_t i = 0; i < inst->ninputs; i++)
         if (inst->inputs[i].dep_ds && !nj_strs_contains(&dates, inst->inputs[i].dep_ds))
             nj_strs_push(&dates, inst->inputs[i].dep_ds);
-    qsort(dates.items, dates.len, sizeof(*dates.items), cmp_str);
+    if (dates.len) qsort(dates.items, dates.len, sizeof(*dates.items), cmp_str);
     nj_buf b;
     nj_buf_init(&b);
     nj_buf_putc(&b, '[');

@@ -21,15 +21,31 @@
 #include <unistd.h>
 
 #include "nightjar/fs.h"
+#include "nightjar/json.h"
+#include "nightjar/strmap.h"
 #include "nightjar/util.h"
 
 /* Statements prepared once per handle: the hot writes of the scheduler. */
-enum { Q_RUN_BEGIN, Q_RUN_END, Q_STAGE_END, Q_ATTEMPT_BEGIN, Q_ATTEMPT_PID, Q_ATTEMPT_END, Q_COUNT };
+enum {
+    Q_RUN_BEGIN,
+    Q_RUN_END,
+    Q_STAGE_END,
+    Q_UNCHANGED,
+    Q_ATTEMPT_BEGIN,
+    Q_ATTEMPT_PID,
+    Q_ATTEMPT_END,
+    Q_COUNT
+};
 
 struct nj_state {
     sqlite3 *db;
     sqlite3_stmt *stmts[Q_COUNT];
     int tx_depth; /* nj_state_begin() nesting */
+    /* Instances found up to date and unchanged in the open transaction, as
+     * the JSON array being built ("[" plus pairs), written as one
+     * unchanged_stages row when it commits; len 0 when there are none. */
+    nj_buf unchanged;
+    int64_t unchanged_run;
     char *path;     /* as given, for messages */
     char *abs_path; /* absolute: the NIGHTJAR_STATE marker in stage environments */
     char host[256];
@@ -214,6 +230,33 @@ static const char *const migrations[] = {
     "  source_components TEXT,"
     "  spec_hash TEXT NOT NULL);"
     "CREATE INDEX publications_by_table ON publications(pipeline, table_name, ds, id);",
+    /* 5 -> 6: bookkeeping that costs little when most stages have nothing to
+     * do (a no-op run of a thousand stages spent more recording outcomes
+     * than deciding them).
+     * unchanged_stages: the stage instances a run found up to date and
+     *   unchanged (status up_to_date, reason 'unchanged', no attempt), as
+     *   one row per transaction of the runner holding a JSON array of
+     *   [stage, ds] pairs, instead of one stage_runs row each.
+     * stage_outcomes: every outcome as one row per (run, stage, ds), from
+     *   stage_runs and unchanged_stages alike, for people reading the
+     *   database; nightjar's own queries read the two tables.
+     * stage_runs_running, runs_running: recovery finds what a dead runner
+     *   left `running` without reading the whole history.
+     * stage_keys_by_date: the cache reads a date's last keys in one range. */
+    "CREATE TABLE unchanged_stages ("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  ended_ms INTEGER NOT NULL,"
+    "  instances TEXT NOT NULL);"
+    "CREATE INDEX unchanged_stages_by_run ON unchanged_stages(run_id);"
+    "CREATE VIEW stage_outcomes AS"
+    "  SELECT run_id, stage, ds, status, attempts, started_ms, ended_ms, reason FROM stage_runs"
+    "  UNION ALL"
+    "  SELECT u.run_id, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),"
+    "   'up_to_date', 0, NULL, u.ended_ms, 'unchanged'"
+    "  FROM unchanged_stages u, json_each(u.instances) j;"
+    "CREATE INDEX stage_runs_running ON stage_runs(status) WHERE status = 'running';"
+    "CREATE INDEX runs_running ON runs(status) WHERE status = 'running';"
+    "CREATE INDEX stage_keys_by_date ON stage_keys(pipeline, ds);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -309,6 +352,7 @@ void nj_state_close(nj_state *st)
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(st->stmts[i]);
     if (st->db) sqlite3_close_v2(st->db);
+    nj_buf_release(&st->unchanged);
     free(st->path);
     free(st->abs_path);
     free(st);
@@ -329,9 +373,17 @@ int nj_state_begin(nj_state *st, nj_err *err)
     return 0;
 }
 
+static int flush_unchanged(nj_state *st, nj_err *err);
+
 int nj_state_commit(nj_state *st, nj_err *err)
 {
     if (st->tx_depth == 0 || --st->tx_depth > 0) return 0;
+    int rc = flush_unchanged(st, err);
+    if (rc < 0) {
+        /* Nothing of the burst half-written: the runner stops on this error. */
+        exec_sql(st, "ROLLBACK", NULL);
+        return rc;
+    }
     return exec_sql(st, "COMMIT", err);
 }
 
@@ -416,15 +468,59 @@ int nj_state_run_end(nj_state *st, int64_t run_id, nj_status status, int exit_co
     return step_cached(st, q, err, "cannot record end of run");
 }
 
+/* Writes the pending unchanged instances as one unchanged_stages row. */
+static int flush_unchanged(nj_state *st, nj_err *err)
+{
+    if (st->unchanged.len == 0) return 0;
+    nj_buf_putc(&st->unchanged, ']');
+    sqlite3_stmt *q;
+    int rc = cached(st, Q_UNCHANGED,
+                    "INSERT INTO unchanged_stages (run_id, ended_ms, instances) VALUES (?, ?, ?)", &q,
+                    err);
+    if (rc == 0) {
+        sqlite3_bind_int64(q, 1, st->unchanged_run);
+        sqlite3_bind_int64(q, 2, nj_time_now_ms());
+        sqlite3_bind_text(q, 3, st->unchanged.data, (int)st->unchanged.len, SQLITE_STATIC);
+        rc = step_cached(st, q, err, "cannot record unchanged stages");
+        sqlite3_clear_bindings(q);
+    }
+    nj_buf_reset(&st->unchanged);
+    return rc;
+}
+
+/* The JSON text of one unchanged instance, as unchanged_stages.instances
+ * holds it: ["stage","ds"]. Always written this one way, so a search for
+ * the text finds the instance (see nj_state_date_status). */
+static void put_instance(nj_buf *b, const char *stage, const char *ds)
+{
+    nj_buf_putc(b, '[');
+    nj_json_write_string(b, stage);
+    nj_buf_putc(b, ',');
+    nj_json_write_string(b, ds ? ds : "");
+    nj_buf_putc(b, ']');
+}
+
 int nj_state_stage_end(nj_state *st, int64_t run_id, const char *stage, const char *ds,
                        nj_status status, int attempts, int64_t started_ms, const char *reason,
                        nj_err *err)
 {
     sqlite3_stmt *q;
-    int rc = cached(st, Q_STAGE_END,
-                     "INSERT OR REPLACE INTO stage_runs (run_id, stage, ds, status, attempts,"
-                     " started_ms, ended_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     &q, err);
+    int rc;
+    if (status == NJ_STATUS_UP_TO_DATE && attempts == 0 && started_ms == 0 && reason &&
+        strcmp(reason, "unchanged") == 0) {
+        if (st->unchanged.len && st->unchanged_run != run_id && (rc = flush_unchanged(st, err)) < 0)
+            return rc;
+        if (!st->unchanged.data) nj_buf_init(&st->unchanged);
+        nj_buf_putc(&st->unchanged, st->unchanged.len ? ',' : '[');
+        put_instance(&st->unchanged, stage, ds);
+        st->unchanged_run = run_id;
+        /* Outside a transaction every write is its own. */
+        return st->tx_depth == 0 ? flush_unchanged(st, err) : 0;
+    }
+    rc = cached(st, Q_STAGE_END,
+                "INSERT OR REPLACE INTO stage_runs (run_id, stage, ds, status, attempts,"
+                " started_ms, ended_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                &q, err);
     if (rc < 0) return rc;
     sqlite3_bind_int64(q, 1, run_id);
     bind_text(q, 2, stage);
@@ -610,6 +706,14 @@ static int count_stage_outcomes(nj_state *st, nj_run_record *r, nj_err *err)
         if (s >= 0) r->counts[s] = sqlite3_column_int(q, 1);
     }
     sqlite3_finalize(q);
+    rc = prepare(st,
+                 "SELECT coalesce(sum(json_array_length(instances)), 0) FROM unchanged_stages"
+                 " WHERE run_id = ?",
+                 &q, err);
+    if (rc < 0) return rc;
+    sqlite3_bind_int64(q, 1, r->id);
+    if (sqlite3_step(q) == SQLITE_ROW) r->counts[NJ_STATUS_UP_TO_DATE] += sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
     return 0;
 }
 
@@ -692,18 +796,130 @@ static int query_stages(nj_state *st, const char *sql, const char *text_arg, int
     return 0;
 }
 
+static int cmp_stage_records(const void *a, const void *b)
+{
+    const nj_stage_record *x = a, *y = b;
+    int c = strcmp(x->stage, y->stage);
+    return c ? c : strcmp(x->ds, y->ds);
+}
+
+/* "stage\x1fds": one string naming an instance, for a map. Caller frees. */
+static char *instance_name(const char *stage, const char *ds)
+{
+    return nj_xasprintf("%s\x1f%s", stage, ds ? ds : "");
+}
+
+/* Lays the unchanged instances of `pipeline` over the latest outcomes read
+ * from stage_runs: an instance found unchanged by a newer run than the one
+ * of its record now has that run's up_to_date outcome.
+ *
+ * unchanged_stages is read newest run first. A record is settled once a row
+ * names it (the newest such row wins) or once the rows read are older than
+ * its own run (none left can replace it), so the reading stops as soon as
+ * every record is settled; in the usual history, where the newest run found
+ * everything unchanged, that is after one row. An instance only ever gets a
+ * last key, and so can only be found unchanged, in a run that also recorded
+ * it in stage_runs; one met without a record is added all the same. */
+static int overlay_unchanged(nj_state *st, const char *pipeline, nj_stage_record **recs, size_t *n,
+                             nj_err *err)
+{
+    size_t cap = *n, norig = *n, nsettled = 0, passed = 0;
+    nj_strmap by_name; /* instance name -> record index + 1 */
+    nj_strmap_init(&by_name);
+    nj_strs names = {0}; /* the map's keys */
+    for (size_t i = 0; i < norig; i++) {
+        char *name = instance_name((*recs)[i].stage, (*recs)[i].ds);
+        NJ_PUSH(names.items, names.len, names.cap, name);
+        nj_strmap_put(&by_name, name, (void *)(uintptr_t)(i + 1));
+    }
+    unsigned char *settled = nj_xcalloc(norig ? norig : 1, 1);
+    /* The records by run, newest first; those before `passed` are from runs
+     * at least as new as the unchanged row being read. */
+    size_t *by_run = nj_xcalloc(norig ? norig : 1, sizeof(size_t));
+    for (size_t i = 0; i < norig; i++) {
+        size_t j = i;
+        for (; j > 0 && (*recs)[by_run[j - 1]].run_id < (*recs)[i].run_id; j--)
+            by_run[j] = by_run[j - 1];
+        by_run[j] = i;
+    }
+
+    sqlite3_stmt *q;
+    int rc = prepare(st,
+                     "SELECT u.run_id, u.ended_ms, u.instances FROM unchanged_stages u"
+                     " JOIN runs r ON r.id = u.run_id WHERE r.pipeline = ?"
+                     " ORDER BY u.run_id DESC, u.rowid DESC",
+                     &q, err);
+    if (rc == 0) bind_text(q, 1, pipeline);
+    while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
+        int64_t run_id = sqlite3_column_int64(q, 0);
+        for (; passed < norig && (*recs)[by_run[passed]].run_id >= run_id; passed++)
+            if (!settled[by_run[passed]]) {
+                settled[by_run[passed]] = 1;
+                nsettled++;
+            }
+        if (norig > 0 && nsettled == norig) break;
+        const char *text = (const char *)sqlite3_column_text(q, 2);
+        nj_json *list = NULL;
+        if (!text || nj_json_parse(text, strlen(text), "unchanged_stages", &list, NULL) < 0 ||
+            list->type != NJ_JSON_ARRAY) {
+            nj_json_free(list);
+            continue; /* not written by nightjar: ignore */
+        }
+        for (size_t k = 0; k < list->len; k++) {
+            const nj_json *pair = &list->items[k];
+            if (pair->type != NJ_JSON_ARRAY || pair->len != 2 ||
+                pair->items[0].type != NJ_JSON_STRING || pair->items[1].type != NJ_JSON_STRING)
+                continue;
+            char *name = instance_name(pair->items[0].string, pair->items[1].string);
+            size_t found = (size_t)(uintptr_t)nj_strmap_get(&by_name, name);
+            if (found) {
+                free(name);
+                if (found > norig || settled[found - 1]) continue; /* a newer row named it */
+                settled[found - 1] = 1;
+                nsettled++;
+            } else { /* see above: not expected, but not lost either */
+                nj_stage_record rec = {0};
+                rec.stage = nj_xstrdup(pair->items[0].string);
+                rec.ds = nj_xstrdup(pair->items[1].string);
+                NJ_PUSH(*recs, *n, cap, rec);
+                NJ_PUSH(names.items, names.len, names.cap, name);
+                nj_strmap_put(&by_name, name, (void *)(uintptr_t)*n);
+                found = *n;
+            }
+            nj_stage_record *r = &(*recs)[found - 1];
+            free(r->reason);
+            r->run_id = run_id;
+            r->status = NJ_STATUS_UP_TO_DATE;
+            r->attempts = 0;
+            r->started_ms = 0;
+            r->ended_ms = sqlite3_column_int64(q, 1);
+            r->reason = nj_xstrdup("unchanged");
+        }
+        nj_json_free(list);
+    }
+    if (rc == 0) sqlite3_finalize(q);
+    nj_strs_release(&names);
+    free(by_run);
+    free(settled);
+    nj_strmap_release(&by_name);
+    if (*n > 1) qsort(*recs, *n, sizeof(**recs), cmp_stage_records);
+    return rc;
+}
+
 int nj_state_latest_stages(nj_state *st, const char *pipeline, nj_stage_record **out, size_t *n,
                            nj_err *err)
 {
-    return query_stages(st,
-                        "SELECT s.stage, s.ds, s.run_id, s.status, s.attempts, s.started_ms,"
-                        " s.ended_ms, s.reason FROM stage_runs s"
-                        " JOIN runs r ON r.id = s.run_id"
-                        " WHERE r.pipeline = ?1 AND s.run_id = (SELECT max(s2.run_id)"
-                        "  FROM stage_runs s2 JOIN runs r2 ON r2.id = s2.run_id"
-                        "  WHERE r2.pipeline = ?1 AND s2.stage = s.stage AND s2.ds = s.ds)"
-                        " ORDER BY s.stage, s.ds",
-                        pipeline, 0, out, n, err);
+    int rc = query_stages(st,
+                          "SELECT s.stage, s.ds, s.run_id, s.status, s.attempts, s.started_ms,"
+                          " s.ended_ms, s.reason FROM stage_runs s"
+                          " JOIN runs r ON r.id = s.run_id"
+                          " WHERE r.pipeline = ?1 AND s.run_id = (SELECT max(s2.run_id)"
+                          "  FROM stage_runs s2 JOIN runs r2 ON r2.id = s2.run_id"
+                          "  WHERE r2.pipeline = ?1 AND s2.stage = s.stage AND s2.ds = s.ds)"
+                          " ORDER BY s.stage, s.ds",
+                          pipeline, 0, out, n, err);
+    if (rc == 0) rc = overlay_unchanged(st, pipeline, out, n, err);
+    return rc;
 }
 
 int nj_state_run_stages(nj_state *st, int64_t run_id, nj_stage_record **out, size_t *n,
@@ -711,7 +927,12 @@ int nj_state_run_stages(nj_state *st, int64_t run_id, nj_stage_record **out, siz
 {
     return query_stages(st,
                         "SELECT stage, ds, run_id, status, attempts, started_ms, ended_ms, reason"
-                        " FROM stage_runs WHERE run_id = ? ORDER BY started_ms, stage, ds",
+                        " FROM stage_runs WHERE run_id = ?1"
+                        " UNION ALL"
+                        " SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),"
+                        "  u.run_id, 'up_to_date', 0, NULL, u.ended_ms, 'unchanged'"
+                        " FROM unchanged_stages u, json_each(u.instances) j WHERE u.run_id = ?1"
+                        " ORDER BY 6, 1, 2",
                         NULL, run_id, out, n, err);
 }
 
@@ -778,26 +999,54 @@ int nj_state_date_status(nj_state *st, const char *pipeline, const char *ds,
 {
     sqlite3_stmt *q;
     int rc = prepare(st,
-                     "SELECT s.status FROM stage_runs s JOIN runs r ON r.id = s.run_id"
+                     "SELECT s.status, s.run_id FROM stage_runs s JOIN runs r ON r.id = s.run_id"
                      " WHERE r.pipeline = ?1 AND s.stage = ?2 AND s.ds = ?3"
                      " ORDER BY s.run_id DESC LIMIT 1",
                      &q, err);
     if (rc < 0) return rc;
+    /* A newer run may have found the instance unchanged (unchanged_stages,
+     * searched for the instance's exact JSON text; see put_instance). */
+    sqlite3_stmt *uq;
+    rc = prepare(st,
+                 "SELECT 1 FROM unchanged_stages u JOIN runs r ON r.id = u.run_id"
+                 " WHERE r.pipeline = ?1 AND u.run_id > ?2 AND instr(u.instances, ?3) > 0 LIMIT 1",
+                 &uq, err);
+    if (rc < 0) {
+        sqlite3_finalize(q);
+        return rc;
+    }
+    nj_buf pair;
+    nj_buf_init(&pair);
     int ok = 1, failed = 0;
     for (size_t i = 0; i < nstages; i++) {
         sqlite3_reset(q);
         bind_text(q, 1, pipeline);
         bind_text(q, 2, stages[i]);
         bind_text(q, 3, ds);
-        if (sqlite3_step(q) != SQLITE_ROW) {
+        int has_row = sqlite3_step(q) == SQLITE_ROW;
+        int s = has_row ? nj_status_parse((const char *)sqlite3_column_text(q, 0)) : -1;
+        /* Only an instance with a stage_runs row can have been found
+         * unchanged since (see overlay_unchanged). */
+        if (has_row && s != NJ_STATUS_SUCCEEDED && s != NJ_STATUS_CACHED &&
+            s != NJ_STATUS_UP_TO_DATE) {
+            nj_buf_reset(&pair);
+            put_instance(&pair, stages[i], ds);
+            sqlite3_reset(uq);
+            bind_text(uq, 1, pipeline);
+            sqlite3_bind_int64(uq, 2, sqlite3_column_int64(q, 1));
+            bind_text(uq, 3, pair.data);
+            if (sqlite3_step(uq) == SQLITE_ROW) s = NJ_STATUS_UP_TO_DATE;
+        }
+        if (!has_row) {
             ok = 0;
             continue;
         }
-        int s = nj_status_parse((const char *)sqlite3_column_text(q, 0));
         if (s != NJ_STATUS_SUCCEEDED && s != NJ_STATUS_CACHED && s != NJ_STATUS_UP_TO_DATE) ok = 0;
         if (s == NJ_STATUS_FAILED || s == NJ_STATUS_UPSTREAM_FAILED || s == NJ_STATUS_TIMEOUT)
             failed = 1;
     }
+    nj_buf_release(&pair);
+    sqlite3_finalize(uq);
     sqlite3_finalize(q);
     *out = ok ? NJ_DATE_SUCCEEDED : failed ? NJ_DATE_FAILED : NJ_DATE_MISSING;
     return 0;

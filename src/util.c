@@ -51,10 +51,15 @@ char *nj_xstrndup(const char *s, size_t n)
 
 char *nj_xvasprintf(const char *fmt, va_list ap)
 {
+    /* Most results are short: format once into the stack, and only a longer
+     * one a second time into the heap. */
+    char small[256];
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(small, sizeof(small), fmt, ap2);
     va_end(ap2);
+    if (n < 0) n = 0;
+    if ((size_t)n < sizeof(small)) return nj_xstrndup(small, (size_t)n);
     char *p = nj_xmalloc((size_t)n + 1);
     vsnprintf(p, (size_t)n + 1, fmt, ap);
     return p;
@@ -126,20 +131,30 @@ void nj_buf_puts(nj_buf *b, const char *s)
 
 void nj_buf_putc(nj_buf *b, char c)
 {
-    nj_buf_add(b, &c, 1);
+    buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
 }
 
 void nj_buf_printf(nj_buf *b, const char *fmt, ...)
 {
+    /* Format straight into the free space; only when it does not fit, grow
+     * and format again. */
+    buf_reserve(b, 0);
     va_list ap, ap2;
     va_start(ap, fmt);
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     va_end(ap);
-    buf_reserve(b, (size_t)n);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+    if (n < 0) n = 0;
+    if ((size_t)n >= room) {
+        buf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+    }
     va_end(ap2);
     b->len += (size_t)n;
+    b->data[b->len] = '\0';
 }
 
 char *nj_buf_detach(nj_buf *b)

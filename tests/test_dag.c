@@ -241,3 +241,102 @@ Test(dag, writes_dot_with_edge_kinds)
     nj_dag_free(dag);
     nj_pipeline_free(p);
 }
+
+/* The order the old n*n implementation produced, computed the slow way:
+ * repeatedly take the first stage in the file whose upstream are all done. */
+static void reference_order(const nj_dag *dag, size_t n, size_t *order)
+{
+    unsigned char *done = calloc(n, 1);
+    for (size_t emitted = 0; emitted < n; emitted++) {
+        size_t next = 0;
+        for (; next < n; next++) {
+            if (done[next]) continue;
+            size_t k, ready = 1;
+            const size_t *up = nj_dag_upstream(dag, next, &k);
+            for (size_t j = 0; j < k; j++)
+                ready &= done[up[j]];
+            if (ready) break;
+        }
+        cr_assert_lt(next, n);
+        done[next] = 1;
+        order[emitted] = next;
+    }
+    free(done);
+}
+
+Test(dag, a_large_layered_graph_has_the_same_order_and_edges_as_the_definition)
+{
+    /* 30 layers x 40 stages, written in reverse layer order so the file order
+     * and the graph order disagree; each stage reads two outputs of the
+     * layer below through paths, and every fifth also needs one through
+     * `needs` (which adds a bit to an existing edge) and references it. */
+    enum { L = 30, W = 40 };
+    nj_buf y;
+    nj_buf_init(&y);
+    nj_buf_puts(&y, "pipeline: big\nstages:\n");
+    for (int l = L - 1; l >= 0; l--)
+        for (int i = 0; i < W; i++) {
+            nj_buf_printf(&y, "  s_%d_%d:\n    outs: {o: out/%d/%d}\n", l, i, l, i);
+            if (l == 0) {
+                nj_buf_puts(&y, "    cmd: c\n");
+                continue;
+            }
+            nj_buf_printf(&y, "    deps: [out/%d/%d, out/%d/%d]\n", l - 1, i, l - 1, (i + 7) % W);
+            if (i % 5 == 0)
+                nj_buf_printf(&y, "    cmd: c {{stages.s_%d_%d.outs.o}}\n    needs: [s_%d_%d]\n",
+                              l - 1, i, l - 1, i);
+            else
+                nj_buf_puts(&y, "    cmd: c\n");
+        }
+    nj_pipeline *p = load_ok(y.data);
+    nj_buf_release(&y);
+    nj_dag *dag = build_ok(p);
+    size_t n = nj_dag_count(dag);
+    cr_assert_eq(n, L * W);
+
+    size_t *want = calloc(n, sizeof(size_t));
+    reference_order(dag, n, want);
+    cr_assert_arr_eq(nj_dag_order(dag), want, n * sizeof(size_t));
+    free(want);
+
+    char name[64];
+    snprintf(name, sizeof(name), "s_%d_%d", 4, 5);
+    size_t b = idx(p, name);
+    snprintf(name, sizeof(name), "s_%d_%d", 3, 5);
+    size_t a = idx(p, name);
+    snprintf(name, sizeof(name), "s_%d_%d", 3, 12);
+    size_t a2 = idx(p, name);
+    cr_assert_eq(nj_dag_edge_kinds(dag, a, b), NJ_EDGE_PATH | NJ_EDGE_REF | NJ_EDGE_NEEDS);
+    cr_assert_eq(nj_dag_edge_kinds(dag, a2, b), NJ_EDGE_PATH);
+    cr_assert_eq(nj_dag_edge_kinds(dag, b, a), 0);
+    size_t k;
+    const size_t *up = nj_dag_upstream(dag, b, &k);
+    cr_assert_eq(k, 2, "edges of several kinds between two stages are one edge");
+    cr_assert_lt(up[0], up[1], "upstream lists are ascending");
+    for (size_t i = 0; i < n; i++) {
+        const size_t *down = nj_dag_downstream(dag, i, &k);
+        for (size_t j = 1; j < k; j++)
+            cr_assert_lt(down[j - 1], down[j], "downstream lists are ascending");
+        for (size_t j = 0; j < k; j++)
+            cr_assert_neq(nj_dag_edge_kinds(dag, i, down[j]), 0);
+    }
+    nj_dag_free(dag);
+    nj_pipeline_free(p);
+}
+
+Test(dag, a_self_need_inside_a_larger_knot_is_reported_as_the_shortest_loop)
+{
+    nj_pipeline *p = load_ok("pipeline: x\n"
+                             "stages:\n"
+                             "  a: {cmd: a, needs: [a, b]}\n"
+                             "  b: {cmd: b, needs: [a]}\n"
+                             "  c: {cmd: c, needs: [b]}\n");
+    nj_strs diags = {0};
+    nj_err err = {0};
+    nj_dag *dag = NULL;
+    cr_assert_eq(nj_dag_build(p, &dag, &diags, &err), NJ_ECYCLE);
+    cr_assert_eq(diags.len, 1, "one knot, one report");
+    cr_assert_str_eq(diags.items[0], "p.yaml:3:3: dependency cycle: a -> a");
+    nj_strs_release(&diags);
+    nj_pipeline_free(p);
+}

@@ -17,7 +17,7 @@
 #include "nightjar/util.h"
 #include "support.h"
 
-TestSuite(publish, .init = nj_test_enter_tmpdir, .fini = nj_test_leave_tmpdir, .timeout = 60);
+TestSuite(publish, .init = nj_test_enter_tmpdir, .fini = nj_test_leave_tmpdir, .timeout = 180);
 
 static const nj_publish_column columns[] = {
     {"flight_id", NJ_COLUMN_TEXT},   {"dep_time", NJ_COLUMN_TEXT}, {"origin", NJ_COLUMN_TEXT},

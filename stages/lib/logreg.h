@@ -37,6 +37,13 @@ typedef struct st_logreg {
 int st_logreg_fit(const double *x, const double *y, size_t n, int p, double l2, st_logreg *model,
                   st_err *err);
 
+/* st_logreg_fit() on exactly `threads` threads (>= 1) however small n is;
+ * the result is the same bits for every thread count, which the tests check
+ * through this. st_logreg_fit() uses one thread per online CPU (at most 8)
+ * and just one below 10000 rows. */
+int st_logreg_fit_threads(const double *x, const double *y, size_t n, int p, double l2,
+                          int threads, st_logreg *model, st_err *err);
+
 /* Probability of the positive class for one row of p raw features. */
 double st_logreg_predict(const st_logreg *model, const double *row);
 
