@@ -390,18 +390,22 @@ static int models_events(cli_session *ss, int last, int json)
         }
         char run[24] = "by hand";
         if (e->run_id) snprintf(run, sizeof(run), "%lld", (long long)e->run_id);
-        /* A multi-line detail (a hold's failing rules) on one line. */
-        char *detail = nj_xstrdup(e->detail ? e->detail : "");
-        for (char *c = detail; *c; c++)
-            if (*c == '\n') *c = ';';
+        /* A multi-line detail (a gate's rules) on one line. */
+        nj_buf detail;
+        nj_buf_init(&detail);
+        for (const char *c = e->detail ? e->detail : ""; *c; c++)
+            if (*c == '\n')
+                nj_buf_puts(&detail, "; ");
+            else
+                nj_buf_putc(&detail, *c);
         nj_buf line;
         nj_buf_init(&line);
         nj_buf_printf(&line, "%5lld  %-19s  %-8s  %-12.12s  %-12.12s  %7s  %s", (long long)e->id,
                       when, e->action, e->version ? e->version : "-",
-                      e->previous_version ? e->previous_version : "-", run, detail);
+                      e->previous_version ? e->previous_version : "-", run, detail.data);
         put_line(&line);
         nj_buf_release(&line);
-        free(detail);
+        nj_buf_release(&detail);
     }
     if (json) printf("%s]\n", n ? "\n" : "");
 out:
@@ -1410,7 +1414,7 @@ static void print_lineage_text(const lineage *l)
         printf(LABEL "missing%s\n", "training dates",
                l->has_model ? " (the model records no list of dates)" : "");
     } else if (l->ndates == 0) {
-        printf(LABEL "none\n", "training dates");
+        printf(LABEL "none (the training stage read no dated inputs)\n", "training dates");
     } else {
         nj_buf summary;
         nj_buf_init(&summary);
@@ -1420,8 +1424,8 @@ static void print_lineage_text(const lineage *l)
         for (size_t i = 0; i < l->ndates; i++) {
             const training_date *t = &l->dates[i];
             if (t->found)
-                printf(MORE "%s  snapshot %s sha256 %s (run %lld, %lld bytes)\n", t->ds, t->stage,
-                       t->hash, (long long)t->run_id, (long long)t->size);
+                printf(MORE "%s  snapshot sha256 %s (stage %s, run %lld, %lld bytes)\n", t->ds,
+                       t->hash, t->stage, (long long)t->run_id, (long long)t->size);
             else
                 printf(MORE "%s  no snapshot\n", t->ds);
         }

@@ -243,7 +243,7 @@ assert_contains out.txt "training        train@2001-01-05, key $trainkey5"
 assert_contains out.txt 'training key    cmd echo "train 2001-01-05" >> runs.log'
 assert_contains out.txt "training dates  2001-01-02..2001-01-04 (3)"
 assert_contains out.txt "2001-01-02  no snapshot"
-assert_contains out.txt "2001-01-04  snapshot snap sha256 $snap4 (run 1,"
+assert_contains out.txt "2001-01-04  snapshot sha256 $snap4 (stage snap, run 1,"
 assert_not_contains out.txt "later"
 assert_contains out.txt "gate            promoted by train@2001-01-05 in run 1"
 assert_contains out.txt "over ${v4:0:12} (passed)"
@@ -282,6 +282,61 @@ expect_exit 0 "$NJ" models events daily.yaml
 expect_exit 0 "$NJ" metrics daily.yaml --json
 assert_eq "$(sqlite3 $DB .dump | sha256sum)" "$before" "the looking verbs wrote to the state database"
 ok "unknown dates and tables name what exists; looking writes nothing"
+
+# ---- the same verbs on what real gated runs recorded ---------------------------
+mkdir real && cd real
+cp "$NJ_SRC/fixtures/release/gate.yaml" .
+RDB=.nightjar/state.db
+alias_of() { sql $RDB "SELECT version FROM model_aliases WHERE alias = '$1'"; }
+expect_exit 0 "$NJ" run gate.yaml --date 2024-01-02
+r1=$(alias_of champion)
+expect_exit 5 "$NJ" run gate.yaml --date 2024-01-03 --param auc=0.50
+r2=$(sql $RDB "SELECT candidate FROM gate_decisions WHERE ds = '2024-01-03'")
+expect_exit 0 "$NJ" run gate.yaml --date 2024-01-04 --param auc=0.695
+r3=$(alias_of champion)
+[ "$r3" != "$r1" ] && [ ${#r2} = 64 ] || fail "the gated runs did not promote, hold, promote"
+
+expect_exit 0 "$NJ" models list gate.yaml
+assert_eq "$(sed -n 2p out.txt | awk '{print $1, $4, $6, $7, $8}')" \
+    "${r3:0:12} train@2024-01-04 champion auc=0.695 rows=10"
+assert_eq "$(sed -n 3p out.txt | awk '{print $1, $6}')" "${r2:0:12} -"
+assert_eq "$(sed -n 4p out.txt | awk '{print $1, $6}')" "${r1:0:12} previous"
+expect_exit 0 "$NJ" metrics gate.yaml
+assert_eq "$(sed -n 1p out.txt)" "evaluate (metrics under 'model', judged by the gate)"
+assert_eq "$(sed -n 2p out.txt | tr -s ' ')" "DATE RUN auc rows GATE"
+assert_eq "$(sed -n 3p out.txt | tr -s ' ')" "2024-01-04 3 0.695 10 promoted ${r3:0:12}"
+assert_eq "$(sed -n 4p out.txt | tr -s ' ')" "2024-01-03 2 0.5 10 held ${r2:0:12}: auc >= 0.6: 0.5 >= 0.6 → FAIL; auc >= champion.auc - 0.01: 0.5 >= 0.7 - 0.01 = 0.69 → FAIL"
+expect_exit 0 "$NJ" metrics gate.yaml --json
+py_json "assert [r['gate']['decision'] for r in d] == ['promoted', 'held', 'promoted']; \
+assert d[1]['metrics']['champion']['auc'] == 0.7" < out.txt
+expect_exit 0 "$NJ" lineage gate.yaml --table risk --ds 2024-01-04
+assert_contains out.txt "publication     #3 at "
+assert_contains out.txt "3 rows into $T/real/serving/gated.db"
+assert_contains out.txt "nightjar run gate.yaml --date 2024-01-04 --param auc=0.695"
+assert_contains out.txt "from score@2024-01-04 output sha256 $(sql $RDB "SELECT source_hash FROM publications WHERE ds = '2024-01-04'")"
+assert_contains out.txt "param rows 3"
+assert_contains out.txt "model           $r3 (champion)"
+assert_contains out.txt "trained by train@2024-01-04 in run 3"
+assert_contains out.txt "training key    cmd printf"
+assert_contains out.txt "param auc 0.695"
+assert_contains out.txt "gate            promoted by evaluate@2024-01-04 in run 3"
+assert_contains out.txt "over ${r1:0:12} (passed)"
+assert_contains out.txt "auc >= champion.auc - 0.01: 0.695 >= 0.7 - 0.01 = 0.69 → PASS"
+ok "real gated runs: list, metrics under the gate's root with its decisions, lineage"
+
+# Rolled back by hand, then a held candidate: the champion brought back
+# scores 2024-01-05, and lineage traces it to the gate that promoted it.
+expect_exit 0 "$NJ" models rollback gate.yaml
+assert_eq "$(cat out.txt)" "champion of 'gated' is now ${r1:0:12} (was ${r3:0:12}); previous is now none"
+expect_exit 5 "$NJ" run gate.yaml --date 2024-01-05 --param auc=0.50
+assert_eq "$(alias_of champion)" "$r1"
+expect_exit 0 "$NJ" lineage gate.yaml --table risk --ds 2024-01-05
+assert_contains out.txt "model           $r1 (champion)"
+assert_contains out.txt "gate            promoted by evaluate@2024-01-02 in run 1"
+expect_exit 0 "$NJ" lineage gate.yaml --table risk --ds 2024-01-04
+assert_eq "$(grep '^model ' out.txt)" "model           $r3" "rolled back from, it has no alias"
+cd ..
+ok "after a rollback the old champion scores and its lineage names the gate that promoted it"
 
 expect_exit 0 "$NJ" --help
 assert_contains out.txt "  models     "
