@@ -52,10 +52,12 @@ typedef struct verb {
 } verb;
 
 static const verb verbs[] = {
-    {"run", cli_run},         {"validate", cli_validate}, {"dag", cli_dag},
-    {"status", cli_status},   {"history", cli_history},   {"logs", cli_logs},
-    {"why", cli_why},         {"gc", cli_gc},             {"verify", cli_verify},
-    {"backfill", cli_backfill}, {"snapshot", cli_snapshot}, {"models", cli_models},
+    {"run", cli_run},           {"validate", cli_validate},
+    {"dag", cli_dag},           {"status", cli_status},
+    {"history", cli_history},   {"logs", cli_logs},
+    {"why", cli_why},           {"gc", cli_gc},
+    {"verify", cli_verify},     {"backfill", cli_backfill},
+    {"snapshot", cli_snapshot}, {"models", cli_models},
     {"metrics", cli_metrics},   {"lineage", cli_lineage},
 };
 
@@ -343,4 +345,20 @@ int cli_stderr_is_tty(void)
 {
     const char *term = getenv("TERM");
     return isatty(STDERR_FILENO) && !(term && strcmp(term, "dumb") == 0);
+}
+
+int cli_parse_verb(const char *name, const char *help, int argc, char **argv, const cli_opt *opts,
+                   size_t nopts, size_t min_pos, size_t max_pos, cli_args *a)
+{
+    int code = cli_parse(name, argc, argv, opts, nopts, a);
+    if (code < 0) {
+        fputs(help, stdout);
+        return NJ_EXIT_OK;
+    }
+    if (code) return code;
+    if (a->npositional < min_pos || a->npositional > max_pos) {
+        cli_error("%s: wrong number of arguments (see 'nightjar %s --help')", name, name);
+        return NJ_EXIT_USAGE;
+    }
+    return -1;
 }

@@ -35,6 +35,11 @@ typedef struct cli_args {
  * the verb prints its help. */
 int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, size_t nopts,
               cli_args *out);
+/* cli_parse() plus the usual handling: prints `help` for --help (returns 0),
+ * checks min_pos..max_pos positionals (usage error). Returns -1 when the verb
+ * should go on, else the exit code to return now. */
+int cli_parse_verb(const char *verb, const char *help, int argc, char **argv, const cli_opt *opts,
+                   size_t nopts, size_t min_pos, size_t max_pos, cli_args *a);
 void cli_args_release(cli_args *a);
 /* The last value of option `index`, or NULL. */
 const char *cli_value(const cli_args *a, int index);

@@ -179,25 +179,6 @@ static int table_exists(sqlite3 *db, const char *name)
     return found;
 }
 
-/* Parses "VERB ... [opts]" with between min_pos and max_pos positionals.
- * Returns -1 when the verb should go on, or the exit code to return now. */
-static int parse_verb(const char *verb, const char *help, int argc, char **argv,
-                      const cli_opt *opts, size_t nopts, size_t min_pos, size_t max_pos,
-                      cli_args *a)
-{
-    int code = cli_parse(verb, argc, argv, opts, nopts, a);
-    if (code < 0) {
-        fputs(help, stdout);
-        return NJ_EXIT_OK;
-    }
-    if (code) return code;
-    if (a->npositional < min_pos || a->npositional > max_pos) {
-        cli_error("%s: wrong number of arguments (see 'nightjar %s --help')", verb, verb);
-        return NJ_EXIT_USAGE;
-    }
-    return -1;
-}
-
 /* --last N: a positive count, or `fallback` when not given. Returns 0, or
  * -1 after printing a usage error. */
 static int parse_last(const char *verb, const char *text, int fallback, int *out)
@@ -592,8 +573,8 @@ int cli_models(int argc, char **argv)
     int t = which == LIST ? 0 : which == EVENTS ? 1 : which == PROMOTE ? 2 : 3;
     size_t npos = which == PROMOTE ? 2 : 1;
     cli_args a;
-    int code =
-        parse_verb(names[t], models_help, argc - 1, argv + 1, tables[t], sizes[t], npos, npos, &a);
+    int code = cli_parse_verb(names[t], models_help, argc - 1, argv + 1, tables[t], sizes[t], npos,
+                              npos, &a);
     if (code >= 0) goto out_args;
     if (which == LIST || which == EVENTS) {
         int last = 20;
@@ -905,7 +886,7 @@ int cli_metrics(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--stage", NULL, 1}, {"--last", NULL, 1}, {"--json", NULL, 0}};
     cli_args a;
-    int code = parse_verb("metrics", metrics_help, argc, argv, opts, 3, 1, 1, &a);
+    int code = cli_parse_verb("metrics", metrics_help, argc, argv, opts, 3, 1, 1, &a);
     if (code >= 0) goto out_args;
     int last;
     if (parse_last("metrics", cli_value(&a, 1), 30, &last) < 0) {
@@ -1588,7 +1569,7 @@ int cli_lineage(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--table", NULL, 1}, {"--ds", NULL, 1}, {"--json", NULL, 0}};
     cli_args a;
-    int code = parse_verb("lineage", lineage_help, argc, argv, opts, 3, 1, 1, &a);
+    int code = cli_parse_verb("lineage", lineage_help, argc, argv, opts, 3, 1, 1, &a);
     if (code >= 0) goto out_args;
     const char *table = cli_value(&a, 0), *ds = cli_value(&a, 1);
     int32_t day;

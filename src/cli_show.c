@@ -7,25 +7,6 @@
 #include "nightjar/fs.h"
 #include "nightjar/util.h"
 
-/* Parses "VERB PIPELINE [opts]" common to every verb here. Returns -1 when the
- * verb should go on, or the exit code to return now. */
-static int parse_common(const char *verb, const char *help, int argc, char **argv,
-                        const cli_opt *opts, size_t nopts, size_t min_pos, size_t max_pos,
-                        cli_args *a)
-{
-    int code = cli_parse(verb, argc, argv, opts, nopts, a);
-    if (code < 0) {
-        fputs(help, stdout);
-        return NJ_EXIT_OK;
-    }
-    if (code) return code;
-    if (a->npositional < min_pos || a->npositional > max_pos) {
-        cli_error("%s: wrong number of arguments (see 'nightjar %s --help')", verb, verb);
-        return NJ_EXIT_USAGE;
-    }
-    return -1;
-}
-
 static const char validate_help[] =
     "usage: nightjar validate PIPELINE\n"
     "\n"
@@ -35,7 +16,7 @@ static const char validate_help[] =
 int cli_validate(int argc, char **argv)
 {
     cli_args a;
-    int code = parse_common("validate", validate_help, argc, argv, NULL, 0, 1, 1, &a);
+    int code = cli_parse_verb("validate", validate_help, argc, argv, NULL, 0, 1, 1, &a);
     if (code < 0) {
         cli_session s = {0};
         code = cli_session_load(&s, a.positional[0]);
@@ -59,7 +40,7 @@ int cli_dag(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--dot", NULL, 0}};
     cli_args a;
-    int code = parse_common("dag", dag_help, argc, argv, opts, 1, 1, 1, &a);
+    int code = cli_parse_verb("dag", dag_help, argc, argv, opts, 1, 1, 1, &a);
     if (code < 0) {
         cli_session s = {0};
         code = cli_session_load(&s, a.positional[0]);
@@ -142,7 +123,7 @@ int cli_status(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--json", NULL, 0}, {"--backfill", NULL, 1}};
     cli_args a;
-    int code = parse_common("status", status_help, argc, argv, opts, 2, 1, 1, &a);
+    int code = cli_parse_verb("status", status_help, argc, argv, opts, 2, 1, 1, &a);
     if (code >= 0) goto out_args;
     cli_session ss = {0};
     nj_stage_record *recs = NULL;
@@ -183,9 +164,8 @@ int cli_status(int argc, char **argv)
                 cli_json_str(stdout, recs[j].ds[0] ? recs[j].ds : NULL);
                 printf(", \"status\": \"%s\", \"run_id\": %lld, \"attempts\": %d,"
                        " \"started_ms\": %lld, \"ended_ms\": %lld, \"reason\": ",
-                       nj_status_name(recs[j].status), (long long)recs[j].run_id,
-                       recs[j].attempts, (long long)recs[j].started_ms,
-                       (long long)recs[j].ended_ms);
+                       nj_status_name(recs[j].status), (long long)recs[j].run_id, recs[j].attempts,
+                       (long long)recs[j].started_ms, (long long)recs[j].ended_ms);
                 cli_json_str(stdout, recs[j].reason);
                 printf("}");
             } else {
@@ -226,7 +206,7 @@ int cli_history(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--last", NULL, 1}, {"--json", NULL, 0}};
     cli_args a;
-    int code = parse_common("history", history_help, argc, argv, opts, 2, 1, 1, &a);
+    int code = cli_parse_verb("history", history_help, argc, argv, opts, 2, 1, 1, &a);
     if (code >= 0) goto out_args;
     int last = 20;
     if (cli_value(&a, 0)) {
@@ -257,8 +237,8 @@ int cli_history(int argc, char **argv)
     } else if (nruns == 0) {
         printf("no runs of '%s' recorded in %s\n", p->name, p->workspace);
     } else {
-        printf("%6s  %-19s  %9s  %-12s %4s  %-10s  %s\n", "RUN", "STARTED", "DURATION",
-               "STATUS", "EXIT", "DATE", "STAGES");
+        printf("%6s  %-19s  %9s  %-12s %4s  %-10s  %s\n", "RUN", "STARTED", "DURATION", "STATUS",
+               "EXIT", "DATE", "STAGES");
     }
     for (size_t i = 0; i < nruns; i++) {
         nj_run_record *r = &runs[i];
@@ -326,7 +306,7 @@ int cli_logs(int argc, char **argv)
 {
     static const cli_opt opts[] = {{"--run", NULL, 1}, {"--attempt", NULL, 1}, {"--date", NULL, 1}};
     cli_args a;
-    int code = parse_common("logs", logs_help, argc, argv, opts, 3, 2, 2, &a);
+    int code = cli_parse_verb("logs", logs_help, argc, argv, opts, 3, 2, 2, &a);
     if (code >= 0) goto out_args;
     long long run_id = 0;
     long attempt = 0;

@@ -684,11 +684,9 @@ static char *output_hash(const char *outputs, const char *out)
 
 /* 1 when the newest publication of (table, ds) has this input, model and
  * spec, and the serving database still shows it as the newest of its date. */
-static int already_published(nj_release *rel, nj_publisher *pub_unused, const nj_publish_spec *tb,
-                             const char *ds, const char *source_hash, const char *version,
-                             const char *spec)
+static int already_published(nj_release *rel, const nj_publish_spec *tb, const char *ds,
+                             const char *source_hash, const char *version, const char *spec)
 {
-    (void)pub_unused;
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(rel->db,
                            "SELECT source_hash, model_version, spec_hash, serving_db, serving_id"
@@ -784,7 +782,7 @@ static int publish_one(nj_release *rel, nj_publisher **pub, const ready_table *r
             nj_hash_hex(&h, source_hash);
         }
     }
-    if (rc == 0 && already_published(rel, *pub, tb, r->ds, source_hash, r->version, spec)) {
+    if (rc == 0 && already_published(rel, tb, r->ds, source_hash, r->version, spec)) {
         rel->summary.tables_unchanged++;
         goto out;
     }
